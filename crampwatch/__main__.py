@@ -1,0 +1,3 @@
+from crampwatch.cli import main
+
+main()
