@@ -75,6 +75,14 @@ class BrokerSettings(_Concern):
         default="crampwatch-ingest", description="Base MQTT client id of workers."
     )
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keep-alive, seconds.")
+    password_file: Path | None = Field(
+        default=None,
+        description="mosquitto password file that device registration updates (unset: no "
+        "broker credentials are issued).",
+    )
+    acl_file: Path | None = Field(
+        default=None, description="mosquitto ACL file updated together with the password file."
+    )
 
     @field_validator("url")
     @classmethod
@@ -116,6 +124,25 @@ class IngestSettings(_Concern):
     )
     health_interval_s: float = Field(
         default=10.0, gt=0, le=3600, description="How often ingest health is stored, seconds."
+    )
+    max_pending_frames: int = Field(
+        default=50_000,
+        ge=1,
+        le=10_000_000,
+        description="Most out-of-order frames held per device stream (a night of 1 s frames "
+        "is ~36,000).",
+    )
+    idle_flush_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=86_400,
+        description="Release held frames of a device quiet for this long (wall clock), seconds.",
+    )
+    finish_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=86_400,
+        description="End a device's data (close open episodes) after this much silence, seconds.",
     )
 
 
@@ -163,6 +190,12 @@ class StoreSettings(_Concern):
     )
     spool_max_mb: int = Field(
         default=1024, ge=1, description="Largest local spool kept while InfluxDB is down, MiB."
+    )
+    influx_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="Per-request InfluxDB timeout, seconds."
+    )
+    influx_create_database: bool = Field(
+        default=False, description="Run CREATE DATABASE at start (InfluxDB 1.x only)."
     )
 
 

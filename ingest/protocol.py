@@ -262,7 +262,7 @@ def validate_frame(frame: Frame) -> None:
             "bad_rate",
             f"{frame.kind.label} rate {frame.rate_hz} Hz is outside {low:g}-{high:g} Hz",
         )
-    if round(frame.rate_hz * 1000) != frame.rate_hz * 1000:
+    if round(frame.rate_hz * 1000) / 1000 != frame.rate_hz:  # exactly what the wire carries
         raise FrameError("bad_rate", f"rate {frame.rate_hz} Hz is not a whole number of mHz")
     channels = frame.channels
     if frame.kind is StreamKind.EMG and not 1 <= channels <= MAX_EMG_CHANNELS:
@@ -435,7 +435,8 @@ def decode_json(data: bytes) -> Frame:
     if not math.isfinite(float(rate)) or not math.isfinite(float(scale)):
         raise FrameError("nan", "rate_hz and scale must be finite")
     if sample_type is SampleType.FLOAT32:
-        f32 = array.astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow becomes inf, rejected just below
+            f32 = array.astype(np.float32)
         if not np.all(np.isfinite(f32)):
             raise FrameError("nan", "samples contain NaN or infinity (or overflow float32)")
         return _validated(kind, float(rate), start_us, seq, float(scale), sample_type, f32)

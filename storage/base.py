@@ -117,6 +117,21 @@ class WeekSummary:
     hour_histogram: tuple[int, ...]  # 24 bins of onset local hour
 
 
+@dataclass(frozen=True)
+class SpoolHealth:
+    """The local write-ahead spool a store falls back to while its database is unreachable.
+
+    A store without a spool (SQLite writes straight to disk) reports zeros.
+    """
+
+    records: int  # write batches waiting to be replayed
+    bytes: int
+    max_bytes: int  # beyond this, writes raise StoreUnavailable
+    oldest_age_s: float | None  # wall-clock age of the oldest waiting batch
+    replayed_records: int  # batches delivered from the spool since the store opened
+    last_error: str | None  # why the database was last unreachable
+
+
 class Store(ABC):
     """Results store. Every ``write_*`` is durable when it returns (or spooled durably)."""
 
@@ -168,13 +183,24 @@ class Store(ABC):
     def night_summaries(
         self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
     ) -> list[NightSummary]:
-        """Per-device, per-night summaries of nights starting in the range."""
+        """Per-device, per-night summaries of the nights starting in the range.
+
+        Only nights with series data or episodes are listed (see :mod:`storage.summaries`).
+        """
 
     @abstractmethod
     def week_summaries(
         self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
     ) -> list[WeekSummary]:
-        """Per-ISO-week summaries over the given devices."""
+        """Per-ISO-week summaries over the given devices.
+
+        One per ISO week of the nights starting in the range, empty weeks included; an episode
+        counts in the week of its night (see :mod:`storage.summaries`).
+        """
+
+    def spool_health(self) -> SpoolHealth:
+        """Size and age of writes waiting for the database (zeros for stores without a spool)."""
+        return SpoolHealth(0, 0, 0, None, 0, None)
 
     @abstractmethod
     def ping(self) -> bool:

@@ -1,0 +1,583 @@
+"""Live cramp alerts: detector episode events → one alert lifecycle per cramp, on MQTT + webhooks.
+
+A lifecycle opens at the first confirmed episode (``cramp.started`` goes out at once), absorbs any
+further episode of the same device and site whose onset is within ``merge_gap_s`` of the previous
+offset (a cramp that pauses and resumes is one alert), and resolves once the gap has passed with
+no new episode (``cramp.ended`` with duration and intensity). It is resolved by whichever comes
+first: device time (any later event of the device) or the sink's own clock (:meth:`tick`).
+
+Every state change and the events it causes are committed in one transaction before anything is
+sent; MQTT (QoS 1) and webhooks send from that outbox. Episode ids are deterministic, so a
+restarted worker or a redelivered frame that replays an event finds its episode already linked
+and sends nothing new; an event whose PUBACK was not seen is re-published with the same
+``event_id`` (at-least-once; receivers drop repeated ``event_id`` values).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from alerts.messages import AlertMessageError, AlertType, CrampAlert, alerts_topic, stable_id
+from alerts.models import AlertEpisodeLink, AlertLifecycle, AlertOutboxEvent, create_alert_tables
+from alerts.outbox import OutboundEvent, OutboxRecord, record_event, to_record
+from alerts.preferences import Channel, load_preferences, route
+from alerts.webhooks import WebhookDirectory, WebhookSubscription
+from detection.events import DetectorEvent, Episode, EpisodeEvent, EventKind
+
+log = logging.getLogger(__name__)
+
+
+class AlertStateUnavailable(RuntimeError):
+    """The alert database could not be read or written; the events were not taken."""
+
+
+class PublishReceipt(Protocol):
+    """What ``publish`` returns (paho-mqtt's ``MQTTMessageInfo`` fits)."""
+
+    rc: int
+
+    def is_published(self) -> bool: ...
+
+    def wait_for_publish(self, timeout: float | None = None) -> None: ...
+
+
+class MqttPublisher(Protocol):
+    """A connected MQTT client with its network loop running (paho-mqtt 2.x ``Client`` fits)."""
+
+    def publish(
+        self, topic: str, payload: str | bytes | None = None, qos: int = 0, retain: bool = False
+    ) -> PublishReceipt: ...
+
+
+@dataclass(frozen=True)
+class LifecycleRecord:
+    """An alert lifecycle as stored (device-clock µs for the cramp, wall-clock µs otherwise)."""
+
+    alert_id: str
+    device_id: str
+    site: str
+    state: str  # open | paused | resolved
+    first_episode_id: str
+    episode_ids: tuple[str, ...]
+    onset_us: int
+    confirmed_us: int
+    offset_us: int | None
+    active_s: float
+    peak_intensity: float
+    created_us: int
+    resolved_us: int | None
+
+
+def wall_clock_us() -> int:
+    """Current Unix time, µs."""
+    return time.time_ns() // 1000
+
+
+class LiveAlertSink:
+    """Event sink for the ingest worker: ``handle(device_id, events, arrival_us)``.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        Database for the ``alert_*`` tables (created if missing).
+    publisher : MqttPublisher or None
+        Connected MQTT client with a running loop; None records events without MQTT.
+    directory : WebhookDirectory or None
+        Webhook subscriptions per device; None sends no webhooks.
+    wearer_of : callable or None
+        ``wearer_of(device_id)`` → recipient id whose preferences govern the device's MQTT alerts.
+    merge_gap_s : float
+        Episodes closer than this (offset → next onset, s) are one alert.
+    publish_timeout_s : float
+        How long ``handle`` waits for PUBACKs before leaving the rest to :meth:`tick`, s.
+    republish_after_s : float
+        An unacknowledged event is published again after this long, s.
+    clock_us : callable
+        Wall clock, µs (injected in tests).
+    on_webhook_work : callable or None
+        Called after new webhook deliveries were committed (e.g. ``WebhookDispatcher.wake``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        publisher: MqttPublisher | None,
+        *,
+        directory: WebhookDirectory | None = None,
+        wearer_of: Callable[[str], str | None] | None = None,
+        merge_gap_s: float = 10.0,
+        publish_timeout_s: float = 2.0,
+        republish_after_s: float = 30.0,
+        clock_us: Callable[[], int] = wall_clock_us,
+        on_webhook_work: Callable[[], None] | None = None,
+    ) -> None:
+        if merge_gap_s < 0:
+            raise ValueError(f"merge_gap_s must be >= 0, got {merge_gap_s}")
+        self._engine = engine
+        self._publisher = publisher
+        self._directory = directory
+        self._wearer_of = wearer_of
+        self._gap_us = int(merge_gap_s * 1_000_000)
+        self._publish_timeout_s = publish_timeout_s
+        self._republish_after_us = int(republish_after_s * 1_000_000)
+        self._clock_us = clock_us
+        self._on_webhook_work = on_webhook_work
+        self._lock = threading.RLock()
+        self._inflight: dict[str, tuple[PublishReceipt, int]] = {}
+        self._last_republish_us = 0
+        self._paused_count: int | None = None  # None: unknown, ask the database
+        self._ticker: threading.Thread | None = None
+        self._ticker_stop = threading.Event()
+        create_alert_tables(engine)
+
+    # ------------------------------------------------------------------ sink interface
+
+    def handle(self, device_id: str, events: Sequence[DetectorEvent], arrival_us: int) -> None:
+        """Turn a device's detector events into alerts; durable when it returns.
+
+        Parameters
+        ----------
+        device_id : str
+        events : sequence of DetectorEvent
+            In the order the detector emitted them; quality events only advance device time.
+        arrival_us : int
+            Wall-clock µs when the frame that produced them arrived.
+
+        Raises
+        ------
+        AlertStateUnavailable
+            The alert database failed; nothing was taken (the caller may redeliver).
+        """
+        self._process(device_id, events, arrival_us)
+
+    def tick(self, arrival_us: int | None = None) -> int:
+        """Resolve lifecycles whose merge gap has passed by ``arrival_us`` (default: now).
+
+        Also re-publishes events whose PUBACK was not seen (at most once a second). Returns
+        the number of events acknowledged by the broker during this call.
+        """
+        return self._process(None, (), self._clock_us() if arrival_us is None else arrival_us)
+
+    def _process(
+        self, device_id: str | None, events: Sequence[DetectorEvent], arrival_us: int
+    ) -> int:
+        now_us = self._clock_us()
+        episode_events: list[EpisodeEvent] = []
+        device_now_us: int | None = None
+        for event in events:
+            device_now_us = (
+                event.at_us if device_now_us is None else max(device_now_us, event.at_us)
+            )
+            if not isinstance(event, EpisodeEvent):
+                continue
+            if event.episode.device_id != device_id:
+                log.warning(
+                    "event of %r handed in for %r; dropped", event.episode.device_id, device_id
+                )
+                continue
+            episode_events.append(event)
+        with self._lock:
+            outbound: list[OutboundEvent] = []
+            webhooks = False
+            if episode_events or self._paused_count != 0:
+                try:
+                    with Session(self._engine) as session, session.begin():
+                        context = _Context(session, now_us, arrival_us, outbound, {})
+                        for event in episode_events:
+                            self._apply(context, event)
+                        self._resolve_due(context, device_id, device_now_us)
+                        webhooks = context.webhooks_added
+                        self._paused_count = session.scalar(
+                            select(func.count())
+                            .select_from(AlertLifecycle)
+                            .where(AlertLifecycle.state == "paused")
+                        )
+                except SQLAlchemyError as exc:
+                    self._paused_count = None
+                    raise AlertStateUnavailable(f"alert state not written: {exc}") from exc
+            return self._after_commit(outbound, webhooks, now_us)
+
+    def start_ticker(self, interval_s: float = 1.0) -> None:
+        """Call :meth:`tick` every ``interval_s`` in a daemon thread until :meth:`stop`."""
+        if self._ticker is not None and self._ticker.is_alive():
+            return
+        self._ticker_stop.clear()
+
+        def run() -> None:
+            while not self._ticker_stop.wait(interval_s):
+                try:
+                    self.tick()
+                except AlertStateUnavailable as exc:
+                    log.warning("alert tick failed: %s", exc)
+
+        self._ticker = threading.Thread(target=run, name="alert-ticker", daemon=True)
+        self._ticker.start()
+
+    def stop(self) -> None:
+        """Stop the ticker thread, if any."""
+        self._ticker_stop.set()
+        if self._ticker is not None:
+            self._ticker.join(10)
+            self._ticker = None
+
+    # ------------------------------------------------------------------ queries
+
+    def lifecycles(
+        self, device_id: str | None = None, state: str | None = None
+    ) -> list[LifecycleRecord]:
+        """Stored lifecycles by onset, optionally of one device and/or in one state."""
+        query = select(AlertLifecycle).order_by(
+            AlertLifecycle.onset_device_us, AlertLifecycle.alert_id
+        )
+        if device_id is not None:
+            query = query.where(AlertLifecycle.device_id == device_id)
+        if state is not None:
+            query = query.where(AlertLifecycle.state == state)
+        with Session(self._engine) as session:
+            rows = session.scalars(query).all()
+            links = session.scalars(
+                select(AlertEpisodeLink).where(
+                    AlertEpisodeLink.alert_id.in_([r.alert_id for r in rows])
+                )
+            ).all()
+            by_alert: dict[str, list[str]] = {}
+            for link in links:
+                by_alert.setdefault(link.alert_id, []).append(link.episode_id)
+            return [_lifecycle_record(row, by_alert.get(row.alert_id, [])) for row in rows]
+
+    def outbox(self, device_id: str | None = None) -> list[OutboxRecord]:
+        """Recorded events by creation time, optionally of one device."""
+        query = select(AlertOutboxEvent).order_by(
+            AlertOutboxEvent.created_us, AlertOutboxEvent.event_id
+        )
+        if device_id is not None:
+            query = query.where(AlertOutboxEvent.device_id == device_id)
+        with Session(self._engine) as session:
+            return [to_record(row) for row in session.scalars(query)]
+
+    # ------------------------------------------------------------------ lifecycle rules
+
+    def _apply(self, ctx: _Context, event: EpisodeEvent) -> None:
+        episode = event.episode
+        session = ctx.session
+        link = session.get(AlertEpisodeLink, episode.episode_id)
+        if link is not None:
+            if link.ended:
+                return  # a replay of an episode that is already closed
+            lifecycle = session.get(AlertLifecycle, link.alert_id)
+            if lifecycle is None or lifecycle.state == "resolved":
+                return
+        else:
+            lifecycle = self._lifecycle_for(ctx, episode)
+            link = AlertEpisodeLink(
+                episode_id=episode.episode_id, alert_id=lifecycle.alert_id, ended=False
+            )
+            session.add(link)
+            session.flush()
+        lifecycle.peak_intensity = max(lifecycle.peak_intensity, episode.peak_intensity)
+        if episode.peak_mvc_pct is not None:
+            lifecycle.peak_mvc_pct = max(lifecycle.peak_mvc_pct or 0.0, episode.peak_mvc_pct)
+        if event.kind is EventKind.ENDED or episode.offset_us is not None:
+            link.ended = True
+            lifecycle.active_s += episode.duration_s
+            lifecycle.intensity_seconds += episode.mean_intensity * episode.duration_s
+            offset_us = episode.offset_us if episode.offset_us is not None else event.at_us
+            lifecycle.offset_device_us = max(lifecycle.offset_device_us or offset_us, offset_us)
+            if lifecycle.active_episode_id in (None, episode.episode_id):
+                lifecycle.active_episode_id = None
+                lifecycle.open_episode_s = 0.0
+                lifecycle.state = "paused"
+                lifecycle.paused_at_us = ctx.arrival_us
+        else:
+            lifecycle.active_episode_id = episode.episode_id
+            lifecycle.open_episode_s = episode.duration_s
+
+    def _lifecycle_for(self, ctx: _Context, episode: Episode) -> AlertLifecycle:
+        """The live lifecycle a new episode joins, or a new one (announced at once)."""
+        session = ctx.session
+        current = session.scalars(
+            select(AlertLifecycle)
+            .where(
+                AlertLifecycle.device_id == episode.device_id,
+                AlertLifecycle.site == episode.site,
+                AlertLifecycle.state.in_(("open", "paused")),
+            )
+            .order_by(AlertLifecycle.onset_device_us.desc())
+        ).first()
+        if current is not None:
+            joins = current.state == "open" or (
+                current.offset_device_us is not None
+                and episode.onset_us - current.offset_device_us < self._gap_us
+            )
+            if joins:
+                current.state = "open"
+                current.paused_at_us = None
+                current.episode_count += 1
+                return current
+            self._resolve(ctx, current)
+        alert_id = stable_id("alert", episode.episode_id)
+        lifecycle = AlertLifecycle(
+            alert_id=alert_id,
+            device_id=episode.device_id,
+            site=episode.site,
+            state="open",
+            first_episode_id=episode.episode_id,
+            active_episode_id=episode.episode_id,
+            onset_device_us=episode.onset_us,
+            confirmed_device_us=episode.confirmed_us,
+            offset_device_us=None,
+            active_s=0.0,
+            open_episode_s=episode.duration_s,
+            peak_intensity=episode.peak_intensity,
+            intensity_seconds=0.0,
+            peak_mvc_pct=episode.peak_mvc_pct,
+            confidence=episode.confidence,
+            episode_count=1,
+            paused_at_us=None,
+            created_us=ctx.now_us,
+            resolved_us=None,
+        )
+        session.add(lifecycle)
+        started = CrampAlert(
+            type=AlertType.CRAMP_STARTED,
+            event_id=stable_id(alert_id, str(AlertType.CRAMP_STARTED)),
+            alert_id=alert_id,
+            device_id=episode.device_id,
+            site=episode.site,
+            episode_id=episode.episode_id,
+            episode_ids=(episode.episode_id,),
+            onset_us=episode.onset_us,
+            confirmed_us=episode.confirmed_us,
+            offset_us=None,
+            duration_s=None,
+            active_s=episode.duration_s,
+            peak_intensity=episode.peak_intensity,
+            mean_intensity=episode.mean_intensity,
+            peak_mvc_pct=episode.peak_mvc_pct,
+            confidence=episode.confidence,
+            emitted_us=ctx.now_us,
+        )
+        self._emit(ctx, started)
+        return lifecycle
+
+    def _resolve_due(self, ctx: _Context, device_id: str | None, device_now_us: int | None) -> None:
+        # Hold for the gap plus the lifecycle's confirmation delay: an episode resuming just
+        # inside the gap is only confirmed (and handed in) that much later.
+        hold_us: Any = 0
+        if self._gap_us > 0:
+            confirm_delay_us = AlertLifecycle.confirmed_device_us - AlertLifecycle.onset_device_us
+            hold_us = self._gap_us + confirm_delay_us
+        by_wall_clock = AlertLifecycle.paused_at_us + hold_us <= ctx.arrival_us
+        condition = by_wall_clock
+        if device_id is not None and device_now_us is not None:
+            condition = or_(
+                by_wall_clock,
+                (AlertLifecycle.device_id == device_id)
+                & (AlertLifecycle.offset_device_us + hold_us <= device_now_us),
+            )
+        due = ctx.session.scalars(
+            select(AlertLifecycle)
+            .where(AlertLifecycle.state == "paused", condition)
+            .order_by(AlertLifecycle.onset_device_us)
+        ).all()
+        for lifecycle in due:
+            self._resolve(ctx, lifecycle)
+
+    def _resolve(self, ctx: _Context, lifecycle: AlertLifecycle) -> None:
+        lifecycle.state = "resolved"
+        lifecycle.resolved_us = ctx.now_us
+        offset_us = lifecycle.offset_device_us or lifecycle.onset_device_us
+        episode_ids = tuple(
+            ctx.session.scalars(
+                select(AlertEpisodeLink.episode_id)
+                .where(AlertEpisodeLink.alert_id == lifecycle.alert_id)
+                .order_by(AlertEpisodeLink.episode_id)
+            ).all()
+        )
+        mean = (
+            lifecycle.intensity_seconds / lifecycle.active_s
+            if lifecycle.active_s > 0
+            else lifecycle.peak_intensity
+        )
+        ended = CrampAlert(
+            type=AlertType.CRAMP_ENDED,
+            event_id=stable_id(lifecycle.alert_id, str(AlertType.CRAMP_ENDED)),
+            alert_id=lifecycle.alert_id,
+            device_id=lifecycle.device_id,
+            site=lifecycle.site,
+            episode_id=lifecycle.first_episode_id,
+            episode_ids=episode_ids,
+            onset_us=lifecycle.onset_device_us,
+            confirmed_us=lifecycle.confirmed_device_us,
+            offset_us=offset_us,
+            duration_s=(offset_us - lifecycle.onset_device_us) / 1_000_000,
+            active_s=lifecycle.active_s,
+            peak_intensity=lifecycle.peak_intensity,
+            mean_intensity=mean,
+            peak_mvc_pct=lifecycle.peak_mvc_pct,
+            confidence=lifecycle.confidence,
+            emitted_us=ctx.now_us,
+        )
+        self._emit(ctx, ended)
+
+    # ------------------------------------------------------------------ channels
+
+    def _emit(self, ctx: _Context, alert: CrampAlert) -> None:
+        try:
+            topic: str | None = alerts_topic(alert.device_id)
+        except AlertMessageError as exc:
+            log.warning("no MQTT alert for %r: %s", alert.device_id, exc)
+            topic = None
+        wearer = self._wearer_of(alert.device_id) if self._wearer_of is not None else None
+        subscriptions = ctx.subscriptions.get(alert.device_id)
+        if subscriptions is None:
+            subscriptions = (
+                list(self._directory.webhooks_for_device(alert.device_id))
+                if self._directory is not None
+                else []
+            )
+            ctx.subscriptions[alert.device_id] = subscriptions
+        recipients = {s.recipient_id for s in subscriptions} | ({wearer} if wearer else set())
+        prefs = load_preferences(ctx.session, sorted(recipients))
+        mqtt_route = route(
+            prefs.get(wearer) if wearer else None, alert.type, Channel.MQTT, ctx.now_us
+        )
+        if not mqtt_route.send:
+            topic = None
+        event = OutboundEvent(alert.event_id, alert.type, alert.device_id, alert.to_json(), topic)
+        # One µs apart, so the outbox keeps the order events were emitted in.
+        created_us = ctx.now_us + len(ctx.outbound)
+        if record_event(ctx.session, event, subscriptions, prefs, created_us):
+            ctx.outbound.append(event)
+            ctx.webhooks_added = ctx.webhooks_added or bool(subscriptions)
+
+    def _after_commit(self, outbound: list[OutboundEvent], webhooks: bool, now_us: int) -> int:
+        if webhooks and self._on_webhook_work is not None:
+            self._on_webhook_work()
+        sent = self._publish([e for e in outbound if e.mqtt_topic is not None], now_us)
+        if now_us - self._last_republish_us >= 1_000_000:
+            sent += self._republish(now_us)
+        return sent
+
+    def _publish(self, events: Sequence[OutboundEvent], now_us: int) -> int:
+        """Publish (QoS 1), wait up to the timeout for PUBACKs, record the acknowledged ones."""
+        if self._publisher is None or not events:
+            return 0
+        receipts: list[tuple[str, PublishReceipt]] = []
+        for event in events:
+            if event.mqtt_topic is None:
+                continue
+            receipt = self._publisher.publish(event.mqtt_topic, event.body.encode(), qos=1)
+            self._inflight[event.event_id] = (receipt, now_us)
+            receipts.append((event.event_id, receipt))
+        deadline = time.monotonic() + self._publish_timeout_s
+        acked: dict[str, int] = {}
+        for event_id, receipt in receipts:
+            try:
+                receipt.wait_for_publish(max(0.0, deadline - time.monotonic()))
+            except (RuntimeError, ValueError) as exc:  # not connected / queue full
+                log.warning("alert %s not published yet: %s", event_id, exc)
+                continue
+            if _acked(receipt):
+                acked[event_id] = self._clock_us()
+        self._mark_published(acked, {event_id for event_id, _ in receipts})
+        return len(acked)
+
+    def _republish(self, now_us: int) -> int:
+        """Publish again the recorded events whose PUBACK was never seen."""
+        if self._publisher is None:
+            return 0
+        self._last_republish_us = now_us
+        with Session(self._engine) as session:
+            rows = session.scalars(
+                select(AlertOutboxEvent)
+                .where(
+                    AlertOutboxEvent.mqtt_topic.is_not(None),
+                    AlertOutboxEvent.published_us.is_(None),
+                )
+                .order_by(AlertOutboxEvent.created_us)
+                .limit(500)
+            ).all()
+            pending = [
+                OutboundEvent(
+                    r.event_id, AlertType(r.event_type), r.device_id, r.body, r.mqtt_topic
+                )
+                for r in rows
+            ]
+        acked: dict[str, int] = {}
+        again: list[OutboundEvent] = []
+        for event in pending:
+            inflight = self._inflight.get(event.event_id)
+            if inflight is not None and _acked(inflight[0]):
+                acked[event.event_id] = self._clock_us()
+            elif inflight is None or now_us - inflight[1] >= self._republish_after_us:
+                again.append(event)
+        self._mark_published(acked, set())
+        return len(acked) + self._publish(again, now_us)
+
+    def _mark_published(self, acked: dict[str, int], attempted: set[str]) -> None:
+        if not acked and not attempted:
+            return
+        with Session(self._engine) as session, session.begin():
+            for event_id in attempted:
+                session.execute(
+                    update(AlertOutboxEvent)
+                    .where(AlertOutboxEvent.event_id == event_id)
+                    .values(publish_attempts=AlertOutboxEvent.publish_attempts + 1)
+                )
+            for event_id, published_us in acked.items():
+                session.execute(
+                    update(AlertOutboxEvent)
+                    .where(
+                        AlertOutboxEvent.event_id == event_id,
+                        AlertOutboxEvent.published_us.is_(None),
+                    )
+                    .values(published_us=published_us)
+                )
+                self._inflight.pop(event_id, None)
+
+
+@dataclass
+class _Context:
+    """What one transaction of :class:`LiveAlertSink` accumulates."""
+
+    session: Session
+    now_us: int
+    arrival_us: int
+    outbound: list[OutboundEvent]
+    subscriptions: dict[str, list[WebhookSubscription]]
+    webhooks_added: bool = False
+
+
+def _acked(receipt: PublishReceipt) -> bool:
+    try:
+        return receipt.is_published()
+    except (RuntimeError, ValueError):
+        return False
+
+
+def _lifecycle_record(row: AlertLifecycle, episode_ids: list[str]) -> LifecycleRecord:
+    return LifecycleRecord(
+        alert_id=row.alert_id,
+        device_id=row.device_id,
+        site=row.site,
+        state=row.state,
+        first_episode_id=row.first_episode_id,
+        episode_ids=tuple(sorted(episode_ids)),
+        onset_us=row.onset_device_us,
+        confirmed_us=row.confirmed_device_us,
+        offset_us=row.offset_device_us,
+        active_s=row.active_s + row.open_episode_s,
+        peak_intensity=row.peak_intensity,
+        created_us=row.created_us,
+        resolved_us=row.resolved_us,
+    )

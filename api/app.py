@@ -1,0 +1,107 @@
+"""The FastAPI application factory: every dependency is passed in and kept on ``app.state``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from datetime import datetime
+
+from fastapi import FastAPI
+
+from alerts.redflags import RedFlagRules
+from api.jobs import JobRunner
+from api.metrics import ApiMetrics
+from api.ratelimit import RateLimiter
+from api.routes import (
+    devices,
+    grants,
+    health,
+    history,
+    keys,
+    me,
+    nights,
+    people,
+    summary,
+    uploads,
+)
+from storage.base import Store
+from storage.metadata import MetadataDB
+from storage.metadata.db import utc_now
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """
+Nights, episode history, summaries, pictures and uploads of CrampWatch wearers.
+
+Every `/v1` endpoint needs `Authorization: Bearer <API key>`. Wearers see their own data,
+clinicians the data of wearers who granted them access, admins everything. Another person's
+resource answers 404, exactly like a missing one. Times are ISO 8601 with an offset (UTC in
+responses); a night runs noon to noon in the wearer's time zone and is named by the date of
+its evening.
+"""
+
+
+def create_app(
+    *,
+    store: Store,
+    metadata: MetadataDB,
+    readiness: Mapping[str, Callable[[], bool]] | None = None,
+    rate_limit_per_min: int = 600,
+    max_upload_bytes: int = 200 * 1024 * 1024,
+    red_flags: RedFlagRules | None = None,
+    rising_slope: float = 0.5,
+    device_credentials: Callable[[str], str] | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """Build the API.
+
+    Parameters
+    ----------
+    store : Store
+        Results store (episodes, series, quality, summaries).
+    metadata : MetadataDB
+        People, devices, grants, keys, webhooks.
+    readiness : mapping of name to callable, optional
+        Extra ``/readyz`` checks (e.g. ``{"broker": ...}``); the store and the metadata DB are
+        always checked.
+    rate_limit_per_min : int
+        Requests per minute per API key.
+    max_upload_bytes : int
+        Largest accepted recording upload.
+    red_flags : RedFlagRules, optional
+        Thresholds of the red-flag rules (shared with the alerts); defaults when None.
+    rising_slope : float
+        Weekly-episode slope (episodes/week per week) from which the weekly trend is "rising".
+    device_credentials : callable, optional
+        ``device_id -> MQTT password``; when given, ``POST /v1/devices`` issues credentials.
+    clock : callable
+        Current timezone-aware UTC time.
+    """
+    jobs = JobRunner(store, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.shutdown()
+
+    app = FastAPI(
+        title="CrampWatch API",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api_metrics = ApiMetrics()
+    app.state.store = store
+    app.state.metadata = metadata
+    app.state.readiness = {"store": store.ping, "metadata": metadata.ping, **(readiness or {})}
+    app.state.rate_limiter = RateLimiter(rate_limit_per_min)
+    app.state.max_upload_bytes = max_upload_bytes
+    app.state.red_flags = red_flags or RedFlagRules()
+    app.state.rising_slope = rising_slope
+    app.state.device_credentials = device_credentials
+    app.state.clock = clock
+    app.state.jobs = jobs
+    app.state.metrics = api_metrics
+    app.middleware("http")(api_metrics.middleware)
+    for module in (health, me, people, grants, keys, devices, nights, history, summary, uploads):
+        app.include_router(module.router)
+    return app

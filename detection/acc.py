@@ -1,0 +1,169 @@
+"""Accelerometer: gravity (posture) and dynamic movement, with a short time-indexed history.
+
+Axis convention of the calf sensor: x along the shank towards the knee, y towards the wearer's
+left, z out of the skin (posterior). At rest an accelerometer reads +1 g pointing *up*, so the
+gravity estimate is the "up" vector in sensor axes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+from detection.filters import apply_sos, design_lowpass, steady_state
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+GRAVITY_CUTOFF_HZ = 0.5  # below body movement (> 1 Hz), above posture changes (Mathie 2004)
+ACTIVITY_TAU_S = 0.25  # smoothing of |dynamic acceleration| for the movement rule
+
+
+def posture_name(up: FloatArray, upright_deg: float) -> str:
+    """Posture from the unit "up" vector in sensor axes (see the module axis convention).
+
+    Returns ``upright`` (shank within ``upright_deg`` of vertical), ``supine`` (calf down),
+    ``prone``, ``left`` or ``right`` (lying on that side).
+    """
+    if abs(up[0]) >= math.cos(math.radians(upright_deg)):
+        return "upright"
+    if abs(up[2]) >= abs(up[1]):
+        return "supine" if up[2] < 0 else "prone"
+    return "left" if up[1] < 0 else "right"
+
+
+@dataclass
+class AccState:
+    """Carried state of the accelerometer stream and its recent derived samples."""
+
+    rate_hz: float
+    gravity_sos: FloatArray
+    gravity_zi: FloatArray
+    activity_zi: FloatArray
+    activity_alpha: float
+    anchor_us: int = 0
+    n_samples: int = 0
+    end_us: int = 0
+    time_us: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    dyn_g: FloatArray = field(default_factory=lambda: np.zeros(0))
+    activity_g: FloatArray = field(default_factory=lambda: np.zeros(0))
+    up: FloatArray = field(default_factory=lambda: np.zeros((0, 3)))
+
+    @classmethod
+    def create(cls, rate_hz: float) -> AccState:
+        """A fresh state for a stream at ``rate_hz`` (Hz)."""
+        sos = design_lowpass(rate_hz, GRAVITY_CUTOFF_HZ)
+        alpha = 1.0 - math.exp(-1.0 / (ACTIVITY_TAU_S * rate_hz))
+        return cls(
+            rate_hz=rate_hz,
+            gravity_sos=sos,
+            gravity_zi=np.zeros((sos.shape[0], 2, 3)),
+            activity_zi=np.zeros(1),
+            activity_alpha=alpha,
+        )
+
+    def start_segment(self, first_g: FloatArray, start_us: int) -> None:
+        """Begin a contiguous segment at ``start_us`` whose first sample is ``first_g``."""
+        self.anchor_us = start_us
+        self.n_samples = 0
+        self.gravity_zi = steady_state(self.gravity_sos, first_g)
+        self.activity_zi = np.zeros(1)
+
+    def push(self, samples_g: FloatArray) -> None:
+        """Append a contiguous chunk (n, 3) in g to the history."""
+        n = samples_g.shape[0]
+        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
+        times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
+        gravity, self.gravity_zi = apply_sos(self.gravity_sos, samples_g, self.gravity_zi)
+        dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
+        b = np.array([self.activity_alpha])
+        a = np.array([1.0, self.activity_alpha - 1.0])
+        activity, zf = signal.lfilter(b, a, dyn, zi=self.activity_zi)
+        self.activity_zi = np.asarray(zf, dtype=np.float64)
+        norm = np.sqrt(np.square(gravity).sum(axis=1))
+        up = gravity / np.maximum(norm, 1e-9)[:, None]
+        self.n_samples += n
+        self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
+        self.time_us = np.concatenate([self.time_us, times])
+        self.dyn_g = np.concatenate([self.dyn_g, dyn])
+        self.activity_g = np.concatenate([self.activity_g, np.asarray(activity, np.float64)])
+        self.up = np.concatenate([self.up, up])
+
+    def forget_before(self, t_us: int) -> None:
+        """Drop history older than ``t_us``."""
+        cut = int(np.searchsorted(self.time_us, t_us, side="left"))
+        if cut:
+            self.time_us = self.time_us[cut:]
+            self.dyn_g = self.dyn_g[cut:]
+            self.activity_g = self.activity_g[cut:]
+            self.up = self.up[cut:]
+
+    def _span(self, t0_us: int, t1_us: int) -> slice:
+        lo = int(np.searchsorted(self.time_us, t0_us, side="left"))
+        hi = int(np.searchsorted(self.time_us, t1_us, side="left"))
+        return slice(lo, hi)
+
+    def peak_activity_g(self, t0_us: int, t1_us: int) -> float | None:
+        """Largest smoothed dynamic acceleration in [t0, t1), g (None: no samples)."""
+        span = self._span(t0_us, t1_us)
+        values = self.activity_g[span]
+        return float(values.max()) if values.size else None
+
+    def rotation_deg(self, t0_us: int, t1_us: int) -> float | None:
+        """Largest angle between the first "up" vector in [t0, t1) and any later one, degrees."""
+        span = self._span(t0_us, t1_us)
+        up = self.up[span]
+        if up.shape[0] == 0:
+            return None
+        cosine = np.clip(up @ up[0], -1.0, 1.0)
+        return float(np.degrees(np.arccos(cosine.min())))
+
+    def posture_at(self, t_us: int, upright_deg: float) -> str | None:
+        """Posture at the last sample before ``t_us`` (None: no sample in the history)."""
+        index = int(np.searchsorted(self.time_us, t_us, side="left")) - 1
+        if index < 0:
+            return None
+        return posture_name(self.up[index], upright_deg)
+
+    def upright_since(self, t0_us: int, t1_us: int, hold_us: int, upright_deg: float) -> int | None:
+        """First time in [t0, t1) at which the shank has been upright for ``hold_us``.
+
+        Returns None if that did not happen (or there are no samples).
+        """
+        span = self._span(t0_us, t1_us)
+        times = self.time_us[span]
+        if times.size == 0:
+            return None
+        upright = np.abs(self.up[span, 0]) >= math.cos(math.radians(upright_deg))
+        edges = np.diff(np.concatenate([[0], upright.astype(np.int8), [0]]))
+        starts = np.flatnonzero(edges == 1)
+        stops = np.flatnonzero(edges == -1)  # exclusive
+        for start, stop in zip(starts, stops, strict=True):
+            reached = times[start] + hold_us
+            if stop - 1 >= start and times[stop - 1] >= reached:
+                return int(times[int(np.searchsorted(times, reached, side="left"))])
+        return None
+
+    def bins(
+        self, edges_us: IntArray, upright_deg: float
+    ) -> tuple[list[float | None], list[str | None]]:
+        """Mean dynamic acceleration (g) and last posture in each [edges[k], edges[k+1])."""
+        index = np.searchsorted(self.time_us, edges_us, side="left")
+        lo, hi = index[:-1], index[1:]
+        counts = hi - lo
+        padded = np.append(self.dyn_g, 0.0)  # reduceat needs every index < len
+        sums = np.add.reduceat(padded, np.append(lo, hi[-1:]))[:-1] if lo.size else np.zeros(0)
+        sums = np.where(counts > 0, sums, 0.0)
+        means = sums / np.maximum(counts, 1)
+        activity: list[float | None] = [
+            float(m) if c > 0 else None for m, c in zip(means, counts, strict=True)
+        ]
+        posture: list[str | None] = [
+            posture_name(self.up[h - 1], upright_deg) if c > 0 else None
+            for h, c in zip(hi, counts, strict=True)
+        ]
+        return activity, posture

@@ -1,0 +1,400 @@
+"""The cramp state machine on the envelope grid: bursts, look-alike rules, episode events.
+
+A *burst* starts when the envelope/floor ratio reaches ``on_ratio``; its onset is back-dated to
+where the ratio last sat below ``back_ratio`` (Hodges & Bui 1996: threshold plus a search back
+to the departure from baseline). It ends when the ratio stays below ``off_ratio`` for
+``off_hold_s``; the offset is the start of that quiet stretch. A burst becomes a cramp
+*episode* (``started``) once it has lasted ``confirm_s`` from its onset, was sustained, has an
+EMG spectrum (zero crossings) and the limb was still and lying down at its onset. Bursts of leg
+movement duration (0.5-10 s) are remembered; when they repeat every 5-90 s (a periodic limb
+movement series, WASM 2016) a new burst must outlast 10 s before it can be a cramp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detection.acc import AccState
+from detection.config import DetectorConfig
+from detection.events import (
+    DetectorEvent,
+    Episode,
+    EpisodeEvent,
+    EventKind,
+    Movement,
+    QualityEvent,
+    QualityFlag,
+)
+from detection.quality import FLAG_BITS
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass(frozen=True)
+class BlockBatch:
+    """Envelope-grid blocks handed to the state machine, oldest first (all shape (n,)).
+
+    Attributes
+    ----------
+    start_us, end_us : ndarray of int
+        Device time of the block's first sample and just after its last one, µs.
+    env_uv, floor_uv : ndarray
+        Combined RMS envelope and noise floor, µV (floor NaN while unknown).
+    ratio : ndarray
+        ``env / floor``; 0 where the block is unusable or the floor unknown.
+    zcr_hz : ndarray
+        Zero crossings per second of the strongest channel.
+    bits : ndarray of int
+        Fault bits (``detection.quality``).
+    """
+
+    start_us: IntArray
+    end_us: IntArray
+    env_uv: FloatArray
+    floor_uv: FloatArray
+    ratio: FloatArray
+    zcr_hz: FloatArray
+    bits: IntArray
+
+    @property
+    def size(self) -> int:
+        return int(self.start_us.shape[0])
+
+    def tail(self, count: int) -> BlockBatch:
+        """The last ``count`` blocks."""
+        start = max(0, self.size - count)
+        return BlockBatch(*(getattr(self, name)[start:] for name in _FIELDS))
+
+    @staticmethod
+    def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
+        """Concatenate two batches."""
+        return BlockBatch(
+            *(np.concatenate([getattr(first, n), getattr(second, n)]) for n in _FIELDS)
+        )
+
+    @staticmethod
+    def empty() -> BlockBatch:
+        """No blocks."""
+        ints = np.zeros(0, dtype=np.int64)
+        floats = np.zeros(0)
+        return BlockBatch(ints, ints, floats, floats, floats, floats, ints)
+
+
+_FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
+
+
+@dataclass
+class Burst:
+    """A burst in progress (candidate or confirmed episode)."""
+
+    onset_us: int
+    plm_context: bool
+    n_blocks: int = 0
+    n_high: int = 0
+    low_run: int = 0
+    low_start_us: int = 0
+    last_high_end_us: int = 0
+    sum_ratio: float = 0.0
+    peak_ratio: float = 0.0
+    sum_env_uv: float = 0.0
+    peak_env_uv: float = 0.0
+    sum_zcr_hz: float = 0.0
+    bits: int = 0
+    decided: bool = False
+    confirmed_us: int | None = None
+    last_update_us: int = 0
+    movement: Movement = Movement.UNKNOWN
+    moved_checked_us: int = 0
+    artifact: bool = False
+
+
+@dataclass
+class PendingEnd:
+    """An ended episode waiting to learn whether the wearer got up afterwards."""
+
+    episode: Episode
+    deadline_us: int
+
+
+@dataclass
+class EpisodeMachine:
+    """Carried state of the episode state machine for one device."""
+
+    device_id: str
+    site: str
+    config: DetectorConfig
+    mvc_uv: float | None
+    history: BlockBatch = field(default_factory=BlockBatch.empty)
+    burst: Burst | None = None
+    lm_onsets_us: list[int] = field(default_factory=list)
+    pending: list[PendingEnd] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, batch: BlockBatch, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
+        """Advance over ``batch``; ``acc`` holds the accelerometer history (None: no ACC)."""
+        cfg = self.config
+        joined = BlockBatch.join(self.history, batch)
+        first = self.history.size
+        events: list[DetectorEvent] = []
+        ratio = joined.ratio
+        onset_mask = ratio >= cfg.on_ratio
+        candidates = np.flatnonzero(onset_mask[first:]) + first
+        hold = max(1, round(cfg.off_hold_s / cfg.block_s))
+        index = first
+        count = joined.size
+        while index < count:
+            if self.burst is None:
+                nxt = int(np.searchsorted(candidates, index))
+                if nxt >= candidates.size:
+                    break
+                index = int(candidates[nxt])
+                self._begin(joined, index)
+            burst = self.burst
+            assert burst is not None
+            r = float(ratio[index])
+            if r >= cfg.off_ratio:
+                burst.low_run = 0
+                burst.n_high += 1
+                burst.last_high_end_us = int(joined.end_us[index])
+                burst.sum_ratio += r
+                burst.peak_ratio = max(burst.peak_ratio, r)
+                env = float(joined.env_uv[index])
+                burst.sum_env_uv += env
+                burst.peak_env_uv = max(burst.peak_env_uv, env)
+                burst.sum_zcr_hz += float(joined.zcr_hz[index])
+                burst.bits |= int(joined.bits[index])
+            else:
+                if burst.low_run == 0:
+                    burst.low_start_us = int(joined.start_us[index])
+                burst.low_run += 1
+            burst.n_blocks += 1
+            now_us = int(joined.end_us[index])
+            if burst.low_run >= hold:
+                events.extend(self._end(burst.low_start_us, now_us, acc, acc_seen, ()))
+                index += 1
+                continue
+            if not burst.decided:
+                event = self._decide(burst, now_us, acc, acc_seen)
+                if event is not None:
+                    events.append(event)
+            elif (
+                burst.confirmed_us is not None
+                and now_us - burst.last_update_us >= cfg.update_every_s * 1e6
+            ):
+                burst.last_update_us = now_us
+                self._track_movement(burst, acc, now_us)
+                episode = self._episode(burst, None, now_us, acc_seen, ())
+                events.append(EpisodeEvent(EventKind.UPDATED, episode, now_us))
+            index += 1
+        keep = round(cfg.backdate_max_s / cfg.block_s) + 2
+        self.history = joined.tail(keep)
+        return events
+
+    def resolve_pending(
+        self, acc: AccState | None, horizon_us: int, *, final: bool
+    ) -> list[EpisodeEvent]:
+        """Emit ``ended`` for episodes whose got-up question is settled by ``horizon_us``."""
+        cfg = self.config
+        events: list[EpisodeEvent] = []
+        still: list[PendingEnd] = []
+        for item in self.pending:
+            offset_us = item.episode.offset_us
+            assert offset_us is not None
+            up_us = None
+            if acc is not None:
+                up_us = acc.upright_since(
+                    offset_us,
+                    min(horizon_us, item.deadline_us),
+                    round(cfg.upright_hold_s * 1e6),
+                    cfg.upright_deg,
+                )
+            if up_us is not None:
+                episode = replace(item.episode, got_up_after=True)
+                events.append(EpisodeEvent(EventKind.ENDED, episode, up_us))
+            elif horizon_us >= item.deadline_us:
+                seen = None if acc is None else acc.peak_activity_g(offset_us, item.deadline_us)
+                episode = replace(item.episode, got_up_after=False if seen is not None else None)
+                events.append(EpisodeEvent(EventKind.ENDED, episode, item.deadline_us))
+            elif final:
+                events.append(EpisodeEvent(EventKind.ENDED, item.episode, horizon_us))
+            else:
+                still.append(item)
+        self.pending = still
+        return events
+
+    def interrupt(
+        self, end_us: int, acc: AccState | None, acc_seen: bool, flags: tuple[QualityFlag, ...]
+    ) -> list[DetectorEvent]:
+        """Stop at ``end_us`` (a gap or the end of data): end the burst, forget the history."""
+        events: list[DetectorEvent] = []
+        if self.burst is not None:
+            offset_us = end_us
+            if self.burst.low_run > 0:
+                offset_us = min(end_us, self.burst.low_start_us)
+            events = self._end(offset_us, end_us, acc, acc_seen, flags)
+        self.history = BlockBatch.empty()
+        return events
+
+    def earliest_needed_us(self) -> int | None:
+        """Oldest accelerometer time a future query may still ask about (None: none)."""
+        times = [p.episode.offset_us for p in self.pending if p.episode.offset_us is not None]
+        if self.burst is not None:
+            times.append(self.burst.onset_us - round(self.config.move_pre_s * 1e6))
+        return min(times) if times else None
+
+    # ----------------------------------------------------------------- helpers
+
+    def _begin(self, joined: BlockBatch, index: int) -> None:
+        cfg = self.config
+        limit_us = int(joined.start_us[index]) - round(cfg.backdate_max_s * 1e6)
+        onset = index
+        while (
+            onset > 0
+            and joined.ratio[onset - 1] >= cfg.back_ratio
+            and joined.start_us[onset - 1] >= limit_us
+            and joined.end_us[onset - 1] == joined.start_us[onset]
+        ):
+            onset -= 1
+        onset_us = int(joined.start_us[onset])
+        self.burst = Burst(onset_us=onset_us, plm_context=self._in_plm_series(onset_us))
+        # blocks from the onset up to (not including) the crossing belong to the burst
+        for k in range(onset, index):
+            r = float(joined.ratio[k])
+            self.burst.n_blocks += 1
+            if r >= cfg.off_ratio:
+                self.burst.n_high += 1
+                self.burst.sum_ratio += r
+                self.burst.peak_ratio = max(self.burst.peak_ratio, r)
+                env = float(joined.env_uv[k])
+                self.burst.sum_env_uv += env
+                self.burst.peak_env_uv = max(self.burst.peak_env_uv, env)
+                self.burst.sum_zcr_hz += float(joined.zcr_hz[k])
+                self.burst.bits |= int(joined.bits[k])
+
+    def _in_plm_series(self, onset_us: int) -> bool:
+        cfg = self.config
+        lo, hi = cfg.plm_min_interval_s * 1e6, cfg.plm_max_interval_s * 1e6
+        onsets = [*self.lm_onsets_us[-2:], onset_us]
+        if len(onsets) < 3:
+            return False
+        gaps = np.diff(np.asarray(onsets, dtype=np.float64))
+        return bool(np.all((gaps >= lo) & (gaps <= hi)))
+
+    def _decide(
+        self, burst: Burst, now_us: int, acc: AccState | None, acc_seen: bool
+    ) -> EpisodeEvent | None:
+        cfg = self.config
+        need_s = max(cfg.confirm_s, cfg.lm_max_s) if burst.plm_context else cfg.confirm_s
+        if now_us - burst.onset_us < need_s * 1e6:
+            return None
+        if burst.n_high < cfg.sustain_fraction * burst.n_blocks:
+            return None  # not sustained yet: keep waiting while the burst lasts
+        burst.decided = True
+        if burst.sum_zcr_hz / max(burst.n_high, 1) < cfg.zcr_min_hz:
+            burst.artifact = True  # a low-frequency artifact leaking through the band-pass
+            return None
+        if acc is not None:
+            t0 = burst.onset_us - round(cfg.move_pre_s * 1e6)
+            t1 = burst.onset_us + round(cfg.move_post_s * 1e6)
+            peak = acc.peak_activity_g(t0, t1)
+            if peak is not None:
+                rotation = acc.rotation_deg(t0, t1) or 0.0
+                if peak > cfg.move_g or rotation > cfg.posture_change_deg:
+                    return None  # voluntary movement / turning over
+                if acc.posture_at(burst.onset_us + 1, cfg.upright_deg) == "upright":
+                    return None  # standing or walking: calf EMG is normal
+                burst.movement = Movement.STILL
+                burst.moved_checked_us = t1
+        burst.confirmed_us = now_us
+        burst.last_update_us = now_us
+        self._track_movement(burst, acc, now_us)
+        episode = self._episode(burst, None, now_us, acc_seen, ())
+        return EpisodeEvent(EventKind.STARTED, episode, now_us)
+
+    def _track_movement(self, burst: Burst, acc: AccState | None, now_us: int) -> None:
+        if acc is None or burst.movement is Movement.UNKNOWN:
+            return
+        if now_us > burst.moved_checked_us:
+            peak = acc.peak_activity_g(burst.moved_checked_us, now_us)
+            if peak is not None and peak > self.config.move_g:
+                burst.movement = Movement.MOVING
+            burst.moved_checked_us = now_us
+
+    def _end(
+        self,
+        offset_us: int,
+        now_us: int,
+        acc: AccState | None,
+        acc_seen: bool,
+        flags: tuple[QualityFlag, ...],
+    ) -> list[DetectorEvent]:
+        cfg = self.config
+        burst = self.burst
+        self.burst = None
+        if burst is None:
+            return []
+        if burst.artifact:
+            flag = QualityFlag.MOTION_ARTIFACT
+            return [QualityEvent(self.device_id, flag, burst.onset_us, offset_us, now_us)]
+        if burst.confirmed_us is None:
+            duration_s = (offset_us - burst.onset_us) / 1e6
+            if cfg.lm_min_s <= duration_s <= cfg.lm_max_s:
+                self.lm_onsets_us = [*self.lm_onsets_us[-3:], burst.onset_us]
+            return []
+        self._track_movement(burst, acc, offset_us)
+        episode = self._episode(burst, offset_us, now_us, acc_seen, flags)
+        if acc is None or not acc_seen:
+            return [EpisodeEvent(EventKind.ENDED, episode, now_us)]
+        deadline = offset_us + round(cfg.got_up_window_s * 1e6)
+        self.pending.append(PendingEnd(episode, deadline))
+        return []
+
+    def _episode(
+        self,
+        burst: Burst,
+        offset_us: int | None,
+        now_us: int,
+        acc_seen: bool,
+        flags: tuple[QualityFlag, ...],
+    ) -> Episode:
+        cfg = self.config
+        n = max(burst.n_high, 1)
+        mean_ratio = burst.sum_ratio / n
+        mean_env = burst.sum_env_uv / n
+        end_us = offset_us if offset_us is not None else now_us
+        duration_s = (end_us - burst.onset_us) / 1e6
+        quality = [flag for bit, flag in FLAG_BITS if burst.bits & bit]
+        quality.extend(flag for flag in flags if flag not in quality)
+        if not acc_seen and QualityFlag.NO_ACC not in quality:
+            quality.append(QualityFlag.NO_ACC)
+        strength = min(max(math.log10(max(mean_ratio, 1e-9) / cfg.off_ratio), 0.0), 1.0)
+        confidence = 0.45 + 0.25 * strength + 0.15 * min(duration_s / 30.0, 1.0)
+        confidence += 0.1 if burst.movement is Movement.STILL else 0.0
+        confidence -= 0.1 if quality and quality != [QualityFlag.NO_ACC] else 0.0
+        confidence -= 0.05 if burst.plm_context else 0.0
+        mvc = self.mvc_uv
+        assert burst.confirmed_us is not None
+        return Episode(
+            episode_id=f"{self.device_id}:{burst.onset_us}",
+            device_id=self.device_id,
+            site=self.site,
+            onset_us=burst.onset_us,
+            confirmed_us=burst.confirmed_us,
+            offset_us=offset_us,
+            duration_s=duration_s,
+            peak_intensity=max(burst.peak_ratio, 1.0),
+            mean_intensity=max(mean_ratio, 1.0),
+            confidence=round(min(max(confidence, 0.05), 0.99), 3),
+            movement=burst.movement,
+            got_up_after=None,
+            peak_mvc_pct=100.0 * burst.peak_env_uv / mvc if mvc else None,
+            mean_mvc_pct=100.0 * mean_env / mvc if mvc else None,
+            quality_flags=tuple(quality),
+        )

@@ -1,0 +1,140 @@
+"""Causal filter design and chunk-wise application with carried state (``sosfilt`` + ``zi``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import signal
+
+from detection.errors import DetectorError
+
+MainsSetting = Literal["auto", "50", "60", "both", "off"]
+FloatArray = NDArray[np.float64]
+
+
+def mains_frequencies_hz(mains_hz: str | float | None) -> tuple[float, ...]:
+    """Mains fundamentals to notch for a setting.
+
+    Parameters
+    ----------
+    mains_hz : {"auto", "50", "60", "both", "off"}, 50, 60 or None
+        ``auto`` and ``both`` notch 50 and 60 Hz; ``off`` / None notch nothing.
+
+    Returns
+    -------
+    tuple of float
+        Notch centre frequencies, Hz.
+    """
+    if mains_hz is None:
+        return ()
+    key = str(mains_hz).strip().lower()
+    table: dict[str, tuple[float, ...]] = {
+        "auto": (50.0, 60.0),
+        "both": (50.0, 60.0),
+        "off": (),
+        "50": (50.0,),
+        "50.0": (50.0,),
+        "60": (60.0,),
+        "60.0": (60.0,),
+    }
+    if key not in table:
+        raise DetectorError(f"mains_hz must be auto, 50, 60, both or off, got {mains_hz!r}")
+    return table[key]
+
+
+@dataclass(frozen=True)
+class EmgFilterDesign:
+    """Second-order sections of the EMG chain for one sample rate.
+
+    Attributes
+    ----------
+    bandpass_sos : ndarray, shape (n_sections, 6)
+        Butterworth band-pass, ``low_hz`` to ``high_hz``.
+    notch_sos : ndarray, shape (n_notches, 6)
+        Mains notches (may have zero rows).
+    high_hz : float
+        Upper band edge actually used, Hz (clamped below Nyquist).
+    """
+
+    bandpass_sos: FloatArray
+    notch_sos: FloatArray
+    high_hz: float
+
+
+def design_emg_filters(
+    rate_hz: float,
+    *,
+    low_hz: float,
+    high_hz: float,
+    nyquist_fraction: float,
+    notch_hz: tuple[float, ...],
+    notch_q: float,
+) -> EmgFilterDesign:
+    """Design the band-pass (order-2 Butterworth per edge) and the mains notches.
+
+    Parameters
+    ----------
+    rate_hz : float
+        EMG sample rate, Hz.
+    low_hz, high_hz : float
+        Requested band edges, Hz; ``high_hz`` is clamped to ``nyquist_fraction * rate_hz``.
+    nyquist_fraction : float
+        Highest upper edge as a fraction of the sample rate (0.45 keeps it below Nyquist).
+    notch_hz : tuple of float
+        Notch centres, Hz; those at or above the upper band edge are skipped.
+    notch_q : float
+        Quality factor of each notch (bandwidth = centre / Q).
+    """
+    high = min(high_hz, nyquist_fraction * rate_hz)
+    bandpass = signal.butter(2, [low_hz, high], btype="bandpass", fs=rate_hz, output="sos")
+    notches = []
+    for centre in notch_hz:
+        if centre < high:
+            b, a = signal.iirnotch(centre, notch_q, fs=rate_hz)
+            notches.append(signal.tf2sos(b, a))
+    notch = np.concatenate(notches) if notches else np.zeros((0, 6))
+    return EmgFilterDesign(
+        bandpass_sos=np.asarray(bandpass, dtype=np.float64),
+        notch_sos=np.asarray(notch, dtype=np.float64),
+        high_hz=float(high),
+    )
+
+
+def design_lowpass(rate_hz: float, cutoff_hz: float) -> FloatArray:
+    """Order-2 Butterworth low-pass as second-order sections (gravity from acceleration)."""
+    sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
+    return np.asarray(sos, dtype=np.float64)
+
+
+def steady_state(sos: FloatArray, first: FloatArray) -> FloatArray:
+    """Initial ``zi`` for ``sosfilt`` along axis 0 as if ``first`` had always been the input.
+
+    Parameters
+    ----------
+    sos : ndarray, shape (n_sections, 6)
+    first : ndarray, shape (channels,)
+        First sample of each channel; starting from its steady state avoids a step transient.
+
+    Returns
+    -------
+    ndarray, shape (n_sections, 2, channels)
+    """
+    if sos.shape[0] == 0:
+        return np.zeros((0, 2, first.shape[0]))
+    zi = signal.sosfilt_zi(sos)
+    return np.asarray(zi[:, :, None] * first[None, None, :], dtype=np.float64)
+
+
+def apply_sos(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Filter ``x`` (samples x channels) along axis 0 from state ``zi``; return output and state.
+
+    Carrying the returned state into the next call gives exactly the samples a single call over
+    the concatenated input would give, so any chunking filters identically.
+    """
+    if sos.shape[0] == 0:
+        return x, zi
+    y, zf = signal.sosfilt(sos, x, axis=0, zi=zi)
+    return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)

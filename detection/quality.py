@@ -1,0 +1,155 @@
+"""Signal-quality rules: per-block fault flags, and fault intervals on the 1 s grid.
+
+Faults raise :class:`~detection.events.QualityEvent` intervals instead of episodes. Lead-off,
+flat line and motion artifact make a channel unusable for detection; clipping and mains hum are
+reported but the channel stays usable (the notch removes the hum; a clipped cramp is still a
+cramp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detection.envelope import BlockStats
+from detection.events import QualityEvent, QualityFlag
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+LEAD_OFF = 1
+FLAT = 2
+CLIP = 4
+MAINS = 8
+ARTIFACT = 16
+UNUSABLE = LEAD_OFF | FLAT | ARTIFACT
+
+FLAG_BITS: tuple[tuple[int, QualityFlag], ...] = (
+    (LEAD_OFF, QualityFlag.LEAD_OFF),
+    (FLAT, QualityFlag.FLAT_LINE),
+    (CLIP, QualityFlag.CLIPPING),
+    (MAINS, QualityFlag.MAINS),
+    (ARTIFACT, QualityFlag.MOTION_ARTIFACT),
+)
+# Share of a second's blocks that must carry a flag for the second to be flagged.
+SECOND_SHARE = {LEAD_OFF: 0.5, FLAT: 0.5, CLIP: 0.25, MAINS: 0.5, ARTIFACT: 0.2}
+CLEAR_SECONDS = 2  # clean seconds that close a fault interval
+
+
+def block_flags(
+    stats: BlockStats,
+    prev_mean_uv: FloatArray,
+    block_len: int,
+    *,
+    flat_uv: float,
+    clip_fraction: float,
+    rail_fraction: float,
+    mains_fraction: float,
+    artifact_ratio: float,
+    floor_min_uv: float,
+    notch: bool,
+) -> IntArray:
+    """Fault bits of each block and channel, shape (n_blocks, channels).
+
+    Parameters
+    ----------
+    stats : BlockStats
+    prev_mean_uv : ndarray, shape (channels,)
+        Raw mean of the block before the first one (NaN at a segment start), µV.
+    block_len : int
+        Samples per block.
+    flat_uv, clip_fraction, rail_fraction, mains_fraction, artifact_ratio, floor_min_uv
+        Thresholds of :class:`~detection.config.DetectorConfig`.
+    notch : bool
+        Whether a mains notch runs (the hum share is only measurable then).
+    """
+    rms = np.sqrt(stats.ms_uv2)
+    live = stats.raw_max_uv > stats.raw_min_uv
+    extreme = (stats.at_max + stats.at_min).astype(np.float64) / block_len
+    railed = live & (extreme >= rail_fraction)
+    clip_min = max(4.0, clip_fraction * block_len)
+    clipped = live & ~railed & ((stats.at_max >= clip_min) | (stats.at_min >= clip_min))
+    flat = live & ~railed & (rms < flat_uv)
+    flags = np.where(~live | railed, LEAD_OFF, 0)
+    flags |= np.where(flat, FLAT, 0)
+    flags |= np.where(clipped, CLIP, 0)
+    if notch:
+        removed = 1.0 - stats.ms_uv2 / np.maximum(stats.ms_band_uv2, 1e-30)
+        flags |= np.where(live & (removed >= mains_fraction), MAINS, 0)
+    previous = np.concatenate([prev_mean_uv[None, :], stats.raw_mean_uv[:-1]])
+    swing = np.abs(stats.raw_mean_uv - previous)
+    swing = np.where(np.isnan(swing), 0.0, swing)
+    artifact = live & (swing > artifact_ratio * np.maximum(rms, floor_min_uv))
+    flags |= np.where(artifact, ARTIFACT, 0)
+    return flags.astype(np.int64)
+
+
+def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
+    """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
+    grid = block_bits.reshape(-1, per_second)
+    out = np.zeros(grid.shape[0], dtype=np.int64)
+    for bit, share in SECOND_SHARE.items():
+        count = np.count_nonzero(grid & bit, axis=1)
+        out |= np.where(count >= share * per_second, bit, 0)
+    return out
+
+
+@dataclass
+class FaultTracker:
+    """Open/close fault intervals from flagged seconds (open at once, close after clean ones)."""
+
+    device_id: str
+    open_since_us: dict[int, int] = field(default_factory=dict)
+    clean_run: dict[int, int] = field(default_factory=dict)
+    first_clean_us: dict[int, int] = field(default_factory=dict)
+
+    def step(self, times_us: IntArray, bits: IntArray) -> list[QualityEvent]:
+        """Advance over seconds starting at ``times_us`` with fault ``bits``; return events."""
+        events: list[QualityEvent] = []
+        active = np.flatnonzero(bits)
+        if active.size == 0 and not self.open_since_us:
+            return events
+        index, count = 0, times_us.shape[0]
+        while index < count:
+            value = int(bits[index])
+            if value == 0 and not self.open_since_us:
+                later = int(np.searchsorted(active, index))
+                index = int(active[later]) if later < active.size else count
+                continue
+            t_us = int(times_us[index])
+            for bit, flag in FLAG_BITS:
+                if value & bit:
+                    self.clean_run[bit] = 0
+                    if bit not in self.open_since_us:
+                        self.open_since_us[bit] = t_us
+                        events.append(QualityEvent(self.device_id, flag, t_us, None, t_us))
+                elif bit in self.open_since_us:
+                    run = self.clean_run.get(bit, 0)
+                    if run == 0:
+                        self.first_clean_us[bit] = t_us
+                    self.clean_run[bit] = run + 1
+                    if run + 1 >= CLEAR_SECONDS:
+                        events.append(self._close(bit, flag, self.first_clean_us[bit], t_us))
+            index += 1
+        return events
+
+    def _close(self, bit: int, flag: QualityFlag, end_us: int, at_us: int) -> QualityEvent:
+        start = self.open_since_us.pop(bit)
+        self.clean_run.pop(bit, None)
+        self.first_clean_us.pop(bit, None)
+        return QualityEvent(self.device_id, flag, start, end_us, at_us)
+
+    def close_all(self, end_us: int) -> list[QualityEvent]:
+        """Close every open fault at ``end_us`` (end of data or a gap)."""
+        events = []
+        for bit, flag in FLAG_BITS:
+            if bit in self.open_since_us:
+                close_at = self.first_clean_us.get(bit, end_us)
+                events.append(self._close(bit, flag, close_at, end_us))
+        return events
+
+    def open_flags(self) -> tuple[QualityFlag, ...]:
+        """Faults currently open."""
+        return tuple(flag for bit, flag in FLAG_BITS if bit in self.open_since_us)

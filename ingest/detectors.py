@@ -1,0 +1,90 @@
+"""What the ingest worker needs from a detector, and the factory for the real one.
+
+The worker holds one detector per device and checkpoints it with ``snapshot()``; any object
+with these methods plugs in (the real one is :class:`detection.stream.StreamDetector`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from detection.events import DetectorEvent, SeriesPoint
+
+
+class Detector(Protocol):
+    """A stateful streaming detector of one device."""
+
+    def push_emg(
+        self, samples_uv: npt.NDArray[np.float64], start_us: int, rate_hz: float
+    ) -> list[DetectorEvent]: ...
+
+    def push_acc(
+        self, samples_g: npt.NDArray[np.float64], start_us: int, rate_hz: float
+    ) -> list[DetectorEvent]: ...
+
+    def finish(self, end_us: int | None = None) -> list[DetectorEvent]: ...
+
+    def pop_series(self) -> list[SeriesPoint]: ...
+
+    def snapshot(self) -> bytes: ...
+
+
+class DetectorFactory(Protocol):
+    """Makes a fresh detector for a device, or restores one from a checkpoint."""
+
+    def create(self, device_id: str) -> Detector: ...
+
+    def restore(self, data: bytes) -> Detector: ...
+
+
+class EventSink(Protocol):
+    """Receives every detector event before the frames that caused it are acknowledged."""
+
+    def handle(self, device_id: str, events: Sequence[DetectorEvent], arrival_us: int) -> None: ...
+
+
+class StreamDetectorFactory:
+    """Builds :class:`detection.stream.StreamDetector` instances.
+
+    Parameters
+    ----------
+    mains_hz : str
+        ``"auto"``, ``"50"``, ``"60"``, ``"both"`` or ``"off"``, passed through.
+    site_for : callable, optional
+        Device id -> sensor site (e.g. from the metadata DB); default ``default_site``.
+    mvc_uv_for : callable, optional
+        Device id -> calibrated MVC in µV, or None.
+    """
+
+    def __init__(
+        self,
+        mains_hz: Any = "auto",
+        site_for: Callable[[str], str] | None = None,
+        mvc_uv_for: Callable[[str], float | None] | None = None,
+        *,
+        default_site: str = "calf",
+    ) -> None:
+        self.mains_hz = mains_hz
+        self.site_for = site_for or (lambda _device_id: default_site)
+        self.mvc_uv_for = mvc_uv_for or (lambda _device_id: None)
+
+    def create(self, device_id: str) -> Detector:
+        from detection.stream import StreamDetector
+
+        detector: Detector = StreamDetector(
+            device_id,
+            self.site_for(device_id),
+            mains_hz=self.mains_hz,
+            mvc_uv=self.mvc_uv_for(device_id),
+        )
+        return detector
+
+    def restore(self, data: bytes) -> Detector:
+        from detection.stream import StreamDetector
+
+        detector: Detector = StreamDetector.restore(data)
+        return detector

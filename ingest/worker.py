@@ -1,0 +1,522 @@
+"""The ingest worker: MQTT frames in, episodes and series out, at-least-once in, exactly once in
+effect.
+
+One processing thread takes batches from the :class:`~ingest.intake.Intake` queue and, per
+batch: sequences every frame (:mod:`ingest.sequencing`), pushes released frames into the
+device's detector in device-time order, writes events, series and dead letters to the store,
+hands events to the sinks, commits detector snapshots + stream positions + held frames to the
+checkpoint in one transaction, and only then acknowledges the batch's MQTT messages. A crash
+anywhere before the acknowledgements means the broker redelivers them to the same persistent
+session; they are redone from the last checkpoint, and store writes are idempotent upserts.
+
+Scale-out: ``worker_count`` workers each keep their own persistent session subscribed to every
+device topic; worker ``i`` processes the devices with ``crc32(device_id) % worker_count == i``
+and acknowledges the others unprocessed (see ``docs/protocol.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
+from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
+from ingest.detectors import Detector, DetectorFactory, EventSink
+from ingest.health import HealthTracker
+from ingest.intake import UNKNOWN_DEVICE, BrokerConfig, Inbound, Intake, Rejected, owner_of
+from ingest.protocol import Frame, FrameError, StreamKind, Transport
+from ingest.sequencing import DeviceSequencer, Step, StreamCounters
+from storage.base import DeadLetter, HealthRecord, Store, StoreUnavailable, UnstorableValue
+
+log = logging.getLogger(__name__)
+
+REGISTRATION_CACHE_US = 60_000_000
+HOUSEKEEPING_INTERVAL_US = 250_000
+
+
+def wall_clock_us() -> int:
+    """Wall clock, µs since the Unix epoch (UTC)."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Progress counters of one worker since it started."""
+
+    received: int  # MQTT messages taken from the broker
+    not_owned: int  # acknowledged unprocessed: another worker owns the device
+    frames_accepted: int
+    frames_released: int  # pushed into a detector
+    duplicates: int
+    late: int
+    dead_letters: int
+    episodes_started: int
+    episodes_ended: int
+    batches: int
+    acked: int
+    queue_full_waits: int  # times intake blocked on a full queue (back-pressure)
+    store_retries: int
+    unstorable: int  # result batches the store refused (logged)
+    connects: int
+    queued: int
+
+
+@dataclass
+class _Device:
+    sequencer: DeviceSequencer
+    detector: Detector | None
+    last_arrival_us: int
+    events: list[DetectorEvent] = field(default_factory=list)
+    series: list[SeriesPoint] = field(default_factory=list)
+    added: dict[tuple[StreamKind, int], tuple[Frame, Transport]] = field(default_factory=dict)
+    removed: set[tuple[StreamKind, int]] = field(default_factory=set)
+    dirty: bool = False
+
+
+class IngestWorker:
+    """Consumes frames from MQTT for the devices this worker owns.
+
+    Parameters
+    ----------
+    broker : BrokerConfig
+        Broker address, credentials and this worker's stable client id.
+    store : Store
+        Where episodes, series, health and dead letters go.
+    detectors : DetectorFactory
+        Makes and restores the per-device detectors.
+    data_dir : Path
+        Holds the checkpoint ``ingest-{worker_index}.sqlite``.
+    worker_index, worker_count : int
+        This worker's share of the devices (crc32 of the device id mod the count).
+    queue_frames : int
+        Bound of the queue between MQTT and processing (also the MQTT 5 Receive Maximum).
+    reorder_window_s : float
+        Device time a live frame waits for missing earlier frames, seconds.
+    max_pending_frames : int
+        Most frames held per stream for reordering.
+    idle_flush_s : float
+        Wall time after a device's last frame when held frames are released regardless.
+    finish_after_s : float
+        Wall time after a device's last frame when its detector is finished (end of data:
+        open episodes close) and dropped; the next frame starts a new one.
+    health_interval_s : float
+        How often health records are written to the store.
+    is_registered : callable, optional
+        Device id -> registered; when given, frames of unregistered devices are dead-lettered.
+    sinks : sequence of EventSink
+        Get every detector event before the causing messages are acknowledged.
+    clock_us : callable
+        Wall clock for arrival times, µs since the epoch.
+    max_batch : int
+        Most messages processed per checkpoint transaction.
+    """
+
+    def __init__(
+        self,
+        broker: BrokerConfig,
+        store: Store,
+        detectors: DetectorFactory,
+        data_dir: Path,
+        *,
+        worker_index: int = 0,
+        worker_count: int = 1,
+        queue_frames: int = 2000,
+        reorder_window_s: float = 5.0,
+        max_pending_frames: int = 50_000,
+        idle_flush_s: float = 10.0,
+        finish_after_s: float = 300.0,
+        health_interval_s: float = 10.0,
+        is_registered: Callable[[str], bool] | None = None,
+        sinks: Sequence[EventSink] = (),
+        clock_us: Callable[[], int] = wall_clock_us,
+        max_batch: int = 500,
+    ) -> None:
+        if not 0 <= worker_index < worker_count:
+            raise ValueError(f"worker_index {worker_index} is not in 0..{worker_count - 1}")
+        if queue_frames < 1 or max_batch < 1:
+            raise ValueError("queue_frames and max_batch must be >= 1")
+        self.store = store
+        self.detectors = detectors
+        self.worker_index = worker_index
+        self.worker_count = worker_count
+        self.reorder_window_us = round(reorder_window_s * 1e6)
+        self.max_pending_frames = max_pending_frames
+        self.idle_flush_us = round(idle_flush_s * 1e6)
+        self.finish_after_us = round(finish_after_s * 1e6)
+        self.health_interval_us = round(health_interval_s * 1e6)
+        self.is_registered = is_registered
+        self.sinks = tuple(sinks)
+        self.clock_us = clock_us
+        self.max_batch = max_batch
+        self.checkpoint = Checkpoint(data_dir / f"ingest-{worker_index}.sqlite")
+        self.intake = Intake(broker, broker.client_id, self.owns, queue_frames, clock_us)
+        self.health = HealthTracker()
+        self._devices: dict[str, _Device] = {}
+        self._registered: dict[str, tuple[bool, int]] = {}
+        self._lock = threading.Lock()
+        self._running = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._last_housekeeping_us = 0
+        self._last_health_us = 0
+        self._c = dict.fromkeys(
+            (
+                "frames_accepted",
+                "frames_released",
+                "duplicates",
+                "late",
+                "dead_letters",
+                "episodes_started",
+                "episodes_ended",
+                "batches",
+                "acked",
+                "store_retries",
+                "unstorable",
+            ),
+            0,
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def owns(self, device_id: str) -> bool:
+        """Whether this worker processes ``device_id``."""
+        return owner_of(device_id, self.worker_count) == self.worker_index
+
+    def start(self) -> None:
+        """Restore the checkpoint, start processing and connect to the broker."""
+        now = self.clock_us()
+        for device_id in self.checkpoint.device_ids():
+            if self.owns(device_id):
+                self._load(device_id, now)
+        self._running.set()
+        self._thread = threading.Thread(target=self._run, name="ingest-processing", daemon=True)
+        self._thread.start()
+        self.intake.start()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Finish the batch in hand, commit it, disconnect; unprocessed messages stay queued
+        at the broker for the next start."""
+        self.intake.stopping.set()
+        self._running.clear()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        self.intake.stop()
+        self.checkpoint.close()
+
+    def __enter__(self) -> IngestWorker:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The error that stopped the processing thread, if any."""
+        return self._failure
+
+    def stats(self) -> WorkerStats:
+        """Progress counters."""
+        c = self._c
+        return WorkerStats(
+            received=self.intake.received,
+            not_owned=self.intake.not_owned,
+            queue_full_waits=self.intake.queue_full_waits,
+            connects=self.intake.connects,
+            queued=self.intake.items.qsize(),
+            **c,
+        )
+
+    def health_snapshot(self) -> list[HealthRecord]:
+        """Current health of every (device, stream) this worker has seen."""
+        with self._lock:
+            return self.health.records(self._counters(), self.clock_us())
+
+    # ------------------------------------------------------------------ processing thread
+
+    def _run(self) -> None:
+        try:
+            while self._running.is_set():
+                batch = self._next_batch()
+                self._process_with_retry(batch)
+        except BaseException as exc:
+            self._failure = exc
+            log.exception("ingest processing stopped")
+            raise
+
+    def _next_batch(self) -> list[Inbound | Rejected]:
+        items = self.intake.items
+        batch: list[Inbound | Rejected] = []
+        try:
+            batch.append(items.get(timeout=0.1))
+        except queue.Empty:
+            return batch
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(items.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _process_with_retry(self, batch: list[Inbound | Rejected]) -> None:
+        delay_s = 0.5
+        while True:
+            try:
+                with self._lock:
+                    self._process(batch)
+                return
+            except (StoreUnavailable, CheckpointError) as exc:
+                self._c["store_retries"] += 1
+                log.warning("storing a batch failed (%s); retrying in %.1f s", exc, delay_s)
+                with self._lock:
+                    self._devices.clear()  # reload the committed state on the retry
+                if not self._running.is_set():
+                    return  # the batch stays unacknowledged and is redelivered
+                time.sleep(delay_s)
+                delay_s = min(delay_s * 2, 30.0)
+
+    def _process(self, batch: list[Inbound | Rejected]) -> None:
+        now = self.clock_us()
+        letters: list[DeadLetter] = []
+        for item in batch:
+            if isinstance(item, Rejected):
+                letters.append(item.letter)
+                if item.stream is not None:
+                    self.health.dead_letter(item.letter.device_id, item.stream, now)
+                continue
+            letter = self._offer(item)
+            if letter is not None:
+                letters.append(letter)
+        if now - self._last_housekeeping_us >= HOUSEKEEPING_INTERVAL_US:
+            self._housekeeping(now)
+            self._last_housekeeping_us = now
+        self._commit(letters, now)
+        for item in batch:
+            self.intake.ack(item.mid, item.qos)
+        self._c["acked"] += len(batch)
+        self._c["dead_letters"] += len(letters)
+        self._c["batches"] += 1 if batch else 0
+        for letter in letters:
+            self.intake.publish_dead_letter(letter)
+        if now - self._last_health_us >= self.health_interval_us:
+            records = self.health.records(self._counters(), now)
+            self._guarded(
+                what="health", device_id="-", write=self.store.write_health, args=(records,)
+            )
+            self._last_health_us = now
+
+    def _offer(self, item: Inbound) -> DeadLetter | None:
+        device_id = item.topic.device_id
+        if not self._registered_device(device_id, item.arrival_us):
+            self.health.dead_letter(device_id, item.topic.kind.label, item.arrival_us)
+            return _letter(item, "unregistered", f"device {device_id!r} is not registered")
+        device = self._device(device_id, item.arrival_us)
+        device.last_arrival_us = item.arrival_us
+        step = device.sequencer.offer(item.frame, item.topic.transport, item.arrival_us)
+        device.dirty = True
+        if step.outcome == "duplicate":
+            self._c["duplicates"] += 1
+            return None
+        if step.outcome == "late":
+            self._c["late"] += 1
+            return None
+        self._c["frames_accepted"] += 1
+        frame = item.frame
+        self.health.frame(device_id, frame.kind.label, frame.end_us, item.arrival_us)
+        device.added[(frame.kind, frame.seq)] = (frame, item.topic.transport)
+        return self._apply(device_id, device, step, item)
+
+    def _apply(
+        self, device_id: str, device: _Device, step: Step, item: Inbound | None
+    ) -> DeadLetter | None:
+        rejected: DeadLetter | None = None
+        for frame in step.released:
+            device.removed.add((frame.kind, frame.seq))
+            if device.detector is None:
+                device.detector = self.detectors.create(device_id)
+            samples = frame.physical()
+            try:
+                if frame.kind is StreamKind.EMG:
+                    events = device.detector.push_emg(samples, frame.start_us, frame.rate_hz)
+                else:
+                    events = device.detector.push_acc(samples, frame.start_us, frame.rate_hz)
+            except ValueError as exc:  # detection.DetectorError subclasses ValueError
+                log.warning(
+                    "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
+                )
+                if item is not None and item.frame is frame:
+                    rejected = _letter(item, "detector_rejected", str(exc))
+                continue
+            device.events.extend(events)
+            self._c["frames_released"] += 1
+        return rejected
+
+    def _housekeeping(self, now: int) -> None:
+        """Release held frames of quiet devices; finish detectors of devices gone silent."""
+        for device_id, device in self._devices.items():
+            quiet_us = now - device.last_arrival_us
+            if device.sequencer.pending_count() and quiet_us >= self.idle_flush_us:
+                self._apply(device_id, device, device.sequencer.flush(), None)
+                device.dirty = True
+            if device.detector is not None and quiet_us >= self.finish_after_us:
+                self._apply(device_id, device, device.sequencer.flush(), None)
+                ends = [s.frontier_us for s in device.sequencer.streams.values() if s.frontier_us]
+                device.events.extend(device.detector.finish(max(ends) if ends else None))
+                device.dirty = True
+                device.series.extend(device.detector.pop_series())
+                device.detector = None
+
+    def _commit(self, letters: list[DeadLetter], now: int) -> None:
+        updates = []
+        for device_id, device in self._devices.items():
+            if not device.dirty:
+                continue
+            events = device.events
+            if device.detector is not None:
+                device.series.extend(device.detector.pop_series())
+            self._write_results(device_id, events, device.series)
+            if events:
+                for sink in self.sinks:
+                    self._hand_to_sink(sink, device_id, events, now)
+            pending = device.sequencer.pending_keys()
+            updates.append(
+                DeviceUpdate(
+                    device_id,
+                    device.sequencer.positions(),
+                    None if device.detector is None else device.detector.snapshot(),
+                    add_pending=[v for k, v in device.added.items() if k in pending],
+                    remove_pending=sorted(device.removed - pending),
+                )
+            )
+        if letters:
+            self._guarded(
+                what="dead letters",
+                device_id="-",
+                write=self.store.write_dead_letters,
+                args=(letters,),
+            )
+        self.checkpoint.commit(updates)
+        for device in self._devices.values():
+            for event in device.events:
+                if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
+                    self._c["episodes_started"] += 1
+                elif isinstance(event, EpisodeEvent) and event.kind is EventKind.ENDED:
+                    self._c["episodes_ended"] += 1
+            device.events = []
+            device.series = []
+            device.added = {}
+            device.removed = set()
+            device.dirty = False
+
+    def _write_results(
+        self, device_id: str, events: list[DetectorEvent], series: list[SeriesPoint]
+    ) -> None:
+        """Write one device's results; a value the store refuses is logged and skipped, while
+        an unavailable store raises (the batch is retried)."""
+        episodes = [e for e in events if isinstance(e, EpisodeEvent)]
+        quality = [e for e in events if isinstance(e, QualityEvent)]
+        self._guarded(
+            what="episode events",
+            device_id=device_id,
+            write=self.store.write_events,
+            args=(episodes,),
+        )
+        self._guarded(
+            what="quality events",
+            device_id=device_id,
+            write=self.store.write_quality,
+            args=(quality,),
+        )
+        self._guarded(
+            what="series points",
+            device_id=device_id,
+            write=self.store.write_series,
+            args=(device_id, series),
+        )
+
+    def _guarded(
+        self, *, what: str, device_id: str, write: Callable[..., None], args: tuple[object, ...]
+    ) -> None:
+        try:
+            write(*args)
+        except UnstorableValue as exc:
+            self._c["unstorable"] += 1
+            log.error("store refused %s of %s: %s", what, device_id, exc)
+
+    def _hand_to_sink(
+        self, sink: EventSink, device_id: str, events: list[DetectorEvent], now: int
+    ) -> None:
+        try:
+            sink.handle(device_id, events, now)
+        except Exception:  # a failing sink must not stop ingest; it is logged with its trace
+            log.exception("event sink %r failed for %s", sink, device_id)
+
+    # ------------------------------------------------------------------ device state
+
+    def _device(self, device_id: str, now: int) -> _Device:
+        device = self._devices.get(device_id)
+        return device if device is not None else self._load(device_id, now)
+
+    def _load(self, device_id: str, now: int) -> _Device:
+        saved = self.checkpoint.load(device_id)
+        if saved is None:
+            sequencer = DeviceSequencer(
+                device_id,
+                reorder_window_us=self.reorder_window_us,
+                max_pending=self.max_pending_frames,
+            )
+            detector = None
+        else:
+            sequencer = DeviceSequencer.from_positions(
+                device_id,
+                saved.positions,
+                saved.pending,
+                reorder_window_us=self.reorder_window_us,
+                max_pending=self.max_pending_frames,
+            )
+            detector = None if saved.detector is None else self.detectors.restore(saved.detector)
+        device = _Device(sequencer, detector, now)
+        self._devices[device_id] = device
+        return device
+
+    def _registered_device(self, device_id: str, now: int) -> bool:
+        if self.is_registered is None:
+            return True
+        cached = self._registered.get(device_id)
+        if cached is not None and now - cached[1] < REGISTRATION_CACHE_US:
+            return cached[0]
+        answer = bool(self.is_registered(device_id))
+        self._registered[device_id] = (answer, now)
+        return answer
+
+    def _counters(self) -> dict[tuple[str, str], StreamCounters]:
+        return {
+            (device_id, kind.label): stream.counters
+            for device_id, device in self._devices.items()
+            for kind, stream in device.sequencer.streams.items()
+        }
+
+
+def _letter(item: Inbound, reason: str, detail: str) -> DeadLetter:
+    error = FrameError(reason, detail)
+    return DeadLetter(
+        arrival_us=item.arrival_us,
+        topic=str(item.topic),
+        device_id=item.topic.device_id or UNKNOWN_DEVICE,
+        reason=error.reason,
+        detail=error.detail,
+        payload_bytes=item.payload_bytes,
+        payload_head_hex=item.payload_head_hex,
+    )

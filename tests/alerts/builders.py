@@ -1,0 +1,218 @@
+"""Detector events, MQTT listeners and an HTTP webhook receiver for the alert tests."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from detection.events import Episode, EpisodeEvent, EventKind, Movement
+from tests.servers import wait_for
+
+NIGHT_START_US = 1_764_021_600_000_000  # 2025-11-24T22:00:00Z
+S = 1_000_000
+
+
+def episode_events(
+    device_id: str,
+    onset_s: float,
+    duration_s: float,
+    *,
+    confirm_after_s: float = 1.5,
+    update_every_s: float = 5.0,
+    peak: float = 9.0,
+    mean: float = 5.0,
+    start_us: int = NIGHT_START_US,
+    site: str = "calf",
+) -> list[EpisodeEvent]:
+    """started (at confirmation) / updated (every few s) / ended events of one episode."""
+    onset_us = start_us + int(onset_s * S)
+    confirmed_us = onset_us + int(confirm_after_s * S)
+    offset_us = onset_us + int(duration_s * S)
+    episode_id = f"{device_id}:{onset_us}"
+
+    def ep(at_us: int, ended: bool) -> Episode:
+        return Episode(
+            episode_id=episode_id,
+            device_id=device_id,
+            site=site,
+            onset_us=onset_us,
+            confirmed_us=confirmed_us,
+            offset_us=offset_us if ended else None,
+            duration_s=(at_us - onset_us) / S,
+            peak_intensity=peak,
+            mean_intensity=mean,
+            confidence=0.9,
+            movement=Movement.STILL,
+        )
+
+    events = [EpisodeEvent(EventKind.STARTED, ep(confirmed_us, False), confirmed_us)]
+    at_us = confirmed_us + int(update_every_s * S)
+    while at_us < offset_us:
+        events.append(EpisodeEvent(EventKind.UPDATED, ep(at_us, False), at_us))
+        at_us += int(update_every_s * S)
+    events.append(EpisodeEvent(EventKind.ENDED, ep(offset_us, True), offset_us))
+    return events
+
+
+@dataclass
+class Received:
+    topic: str
+    doc: dict
+    wall_us: int
+
+
+@dataclass
+class AlertListener:
+    """Subscribes to every device's alert topic and keeps what arrives, with arrival times."""
+
+    client: mqtt.Client
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def of_type(self, event_type: str, device_id: str | None = None) -> list[Received]:
+        with self.lock:
+            return [
+                m
+                for m in self.messages
+                if m.doc["type"] == event_type and device_id in (None, m.doc["device_id"])
+            ]
+
+
+def drain(listener: AlertListener, client: mqtt.Client, device_id: str) -> None:
+    """Wait until everything ``client`` published on the device's alert topic has arrived.
+
+    A marker published after the alerts arrives after them (MQTT keeps one client's QoS 1
+    messages on a topic in order), so any duplicate would be seen before the marker.
+    """
+    marker = f"marker-{time.monotonic_ns()}"
+    body = json.dumps({"type": "marker", "device_id": device_id, "marker": marker})
+    client.publish(f"crampwatch/v1/{device_id}/alerts", body, qos=1)
+    wait_for(
+        lambda: any(m.doc.get("marker") == marker for m in listener.of_type("marker")),
+        10,
+        what="marker",
+    )
+
+
+def connected_client(port: int, client_id: str) -> mqtt.Client:
+    """A paho 2.x client connected to 127.0.0.1:port with its loop running."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    connected = threading.Event()
+    client.on_connect = lambda c, u, f, rc, p: connected.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    wait_for(connected.is_set, 10, what="MQTT connection")
+    return client
+
+
+def alert_listener(port: int, client_id: str = "alert-listener") -> AlertListener:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+    listener = AlertListener(client)
+    subscribed = threading.Event()
+
+    def on_message(c: mqtt.Client, u: object, message: mqtt.MQTTMessage) -> None:
+        received = Received(message.topic, json.loads(message.payload), time.time_ns() // 1000)
+        with listener.lock:
+            listener.messages.append(received)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("crampwatch/v1/+/alerts", qos=1)
+    client.on_subscribe = lambda c, u, mid, rc, p: subscribed.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    wait_for(subscribed.is_set, 10, what="alert subscription")
+    return listener
+
+
+@dataclass
+class Hit:
+    headers: dict[str, str]
+    body: bytes
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint that records every POST; it can be stopped and started again."""
+
+    def __init__(
+        self,
+        port: int,
+        respond: Callable[[Hit], int | tuple[int, dict[str, str]]] = lambda hit: 200,
+    ) -> None:
+        self.port = port
+        self.respond = respond
+        self.hits: list[Hit] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hit = Hit({k: v for k, v in self.headers.items()}, body)
+                receiver.hits.append(hit)
+                answer = receiver.respond(hit)
+                code, headers = answer if isinstance(answer, tuple) else (answer, {})
+                self.send_response(code)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> WebhookReceiver:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class SimClock:
+    """A settable clock in Unix seconds; ``sleep`` advances it instead of waiting."""
+
+    def __init__(self, start_s: float) -> None:
+        self.now_s = start_s
+        self.on_advance: list[Callable[[float], None]] = []
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def sleep(self, seconds: float) -> None:
+        self.now_s += seconds
+        for hook in self.on_advance:
+            hook(self.now_s)
+
+    def us(self) -> int:
+        return int(self.now_s * S)
+
+
+def by_time(streams: list[list[EpisodeEvent]]) -> Iterator[EpisodeEvent]:
+    """All events of several streams in device-time order."""
+    merged = [e for stream in streams for e in stream]
+    return iter(sorted(merged, key=lambda e: (e.at_us, e.episode.device_id)))

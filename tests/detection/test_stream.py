@@ -1,0 +1,183 @@
+"""StreamDetector: chunking invariance, offline == streaming, snapshot/restore, timing rules."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from detection import StreamDetector, detect_recording
+from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, QualityFlag
+from tests.detection import synth
+
+EMG_RATE = 1000.0
+ACC_RATE = 50.0
+T0_US = 1_700_000_000_000_000
+
+
+@functools.cache
+def busy_night() -> tuple[np.ndarray, np.ndarray]:
+    """75 s with a cramp, a turn-over burst, twitches, mains hum and a lead-off stretch."""
+    rng = np.random.default_rng(2024)
+    x = synth.rest(rng, 75.0, EMG_RATE, rest_uv=3.0)
+    x = synth.add_burst(rng, x, EMG_RATE, 8.0, 14.0, 90.0)
+    x = synth.add_burst(rng, x, EMG_RATE, 30.0, 5.0, 150.0, ramp_s=0.3, taper_s=0.5)
+    for k in range(4):
+        x = synth.add_burst(rng, x, EMG_RATE, 40.0 + 1.3 * k, 0.3, 200.0, ramp_s=0.05, taper_s=0.05)
+    x = synth.add_burst(rng, x, EMG_RATE, 52.0, 12.0, 40.0)
+    x = x + synth.mains(x.shape[0], EMG_RATE, 50.0, 20.0) * (np.arange(x.shape[0]) > 45_000)
+    x[68_000:71_000] = 0.0
+    acc = synth.accelerometer(rng, 75.0, ACC_RATE)
+    acc = synth.turn_over(rng, acc, ACC_RATE, 30.1, synth.LEFT_UP)
+    return x, acc
+
+
+def stream_in_chunks(
+    emg: np.ndarray, acc: np.ndarray | None, emg_cuts: list[int], acc_cuts: list[int]
+) -> tuple[list[DetectorEvent], list]:
+    """Push chunks of both streams in order of their start time; finish."""
+    detector = StreamDetector("dev-1")
+    pushes = []
+    bounds = [0, *sorted(set(emg_cuts)), emg.shape[0]]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        if hi > lo:
+            pushes.append((lo / EMG_RATE, 1, lo, hi))
+    if acc is not None:
+        bounds = [0, *sorted(set(acc_cuts)), acc.shape[0]]
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+            if hi > lo:
+                pushes.append((lo / ACC_RATE, 0, lo, hi))
+    events: list[DetectorEvent] = []
+    series = []
+    for _, kind, lo, hi in sorted(pushes):
+        if kind == 1:
+            start = T0_US + round(lo * 1e6 / EMG_RATE)
+            events.extend(detector.push_emg(emg[lo:hi], start, EMG_RATE))
+        else:
+            assert acc is not None
+            start = T0_US + round(lo * 1e6 / ACC_RATE)
+            events.extend(detector.push_acc(acc[lo:hi], start, ACC_RATE))
+        series.extend(detector.pop_series())
+    events.extend(detector.finish())
+    series.extend(detector.pop_series())
+    return events, series
+
+
+@st.composite
+def chunkings(draw: st.DrawFn) -> tuple[list[int], list[int]]:
+    """Regular chunks of a drawn size (EMG <= 3 s, ACC <= 3 s) split further at drawn points."""
+    emg, acc = busy_night()
+    emg_step = draw(st.sampled_from([97, 500, 1000, 3000]))
+    acc_step = draw(st.sampled_from([1, 13, 50, 150]))
+    emg_extra = draw(st.lists(st.integers(1, emg.shape[0] - 1), max_size=30))
+    acc_extra = draw(st.lists(st.integers(1, acc.shape[0] - 1), max_size=30))
+    emg_cuts = [*range(emg_step, emg.shape[0], emg_step), *emg_extra]
+    acc_cuts = [*range(acc_step, acc.shape[0], acc_step), *acc_extra]
+    return emg_cuts, acc_cuts
+
+
+@functools.cache
+def offline_result():
+    emg, acc = busy_night()
+    return detect_recording(emg, EMG_RATE, acc, ACC_RATE, start_us=T0_US, device_id="dev-1")
+
+
+def test_busy_night_has_the_expected_events() -> None:
+    result = offline_result()
+    [episode] = [e for e in result.episodes if e.onset_us < T0_US + 20_000_000]
+    assert abs(episode.onset_us - (T0_US + 8_000_000)) <= 500_000
+    assert not any(abs(e.onset_us - (T0_US + 30_000_000)) < 2_000_000 for e in result.episodes)
+    flags = {q.flag for q in result.quality}
+    assert {QualityFlag.MAINS, QualityFlag.LEAD_OFF} <= flags
+    assert any(abs(e.onset_us - (T0_US + 52_000_000)) <= 500_000 for e in result.episodes)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(chunkings())
+def test_any_chunking_gives_the_offline_events(cuts: tuple[list[int], list[int]]) -> None:
+    emg, acc = busy_night()
+    events, series = stream_in_chunks(emg, acc, *cuts)
+    expected = offline_result()
+    assert events == expected.events
+    assert series == expected.series
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.lists(st.integers(1, 74_999), max_size=40))
+def test_emg_only_chunking_is_invariant(cuts: list[int]) -> None:
+    emg, _ = busy_night()
+    events, _ = stream_in_chunks(emg, None, cuts, [])
+    expected = detect_recording(emg, EMG_RATE, start_us=T0_US, device_id="dev-1")
+    assert events == expected.events
+    assert any(isinstance(e, QualityEvent) and e.flag is QualityFlag.NO_ACC for e in events)
+
+
+def test_snapshot_restore_continues_identically() -> None:
+    emg, acc = busy_night()
+    reference, _ = stream_in_chunks(
+        emg, acc, list(range(1000, 75_000, 1000)), list(range(50, 3750, 50))
+    )
+    for split_s in (9, 33, 60):
+        detector = StreamDetector("dev-1")
+        events: list[DetectorEvent] = []
+        for second in range(75):
+            if second == split_s:
+                detector = StreamDetector.restore(detector.snapshot())
+            a = acc[second * 50 : (second + 1) * 50]
+            events += detector.push_acc(a, T0_US + second * 1_000_000, ACC_RATE)
+            e = emg[second * 1000 : (second + 1) * 1000]
+            events += detector.push_emg(e, T0_US + second * 1_000_000, EMG_RATE)
+        events += detector.finish()
+        assert events == reference
+
+
+def test_confirmation_and_updates_come_in_device_time_order() -> None:
+    events = offline_result().events
+    times = [e.at_us for e in events]
+    assert times == sorted(times)
+    kinds = [e.kind for e in events if isinstance(e, EpisodeEvent)]
+    assert kinds.count(EventKind.STARTED) == kinds.count(EventKind.ENDED)
+    started = [e for e in events if isinstance(e, EpisodeEvent) and e.kind is EventKind.STARTED]
+    for event in started:
+        assert event.episode.offset_us is None
+        assert event.at_us == event.episode.confirmed_us
+        updates = [
+            e.at_us
+            for e in events
+            if isinstance(e, EpisodeEvent)
+            and e.kind is EventKind.UPDATED
+            and e.episode.episode_id == event.episode.episode_id
+        ]
+        assert all(
+            b - a == pytest.approx(5_000_000, abs=60_000)
+            for a, b in zip(updates, updates[1:], strict=False)
+        )
+
+
+def test_clock_jitter_is_contiguous_and_a_jump_is_a_gap() -> None:
+    rng = np.random.default_rng(5)
+    x = synth.rest(rng, 12.0, EMG_RATE)
+    detector = StreamDetector("d")
+    events = detector.push_emg(x[:4000], 0, EMG_RATE)
+    events += detector.push_emg(x[4000:8000], 4_000_000 + 15_000, EMG_RATE)  # 15 ms late: jitter
+    events += detector.push_emg(x[8000:], 8_000_000 - 1_500, EMG_RATE)  # 1.5 ms early: jitter
+    assert not [e for e in events if isinstance(e, QualityEvent) and e.flag is QualityFlag.GAP]
+    events += detector.push_emg(x[:2000], 20_000_000, EMG_RATE)
+    events += detector.finish()
+    [gap] = [e for e in events if isinstance(e, QualityEvent) and e.flag is QualityFlag.GAP]
+    assert gap.start_us == 12_000_000 and gap.end_us == 20_000_000
+
+
+def test_a_gap_ends_an_open_episode_with_the_gap_flag() -> None:
+    rng = np.random.default_rng(8)
+    night = synth.cramp_night(rng, duration_s=90.0, onset_s=30.0, cramp_s=40.0, acc_rate_hz=None)
+    detector = StreamDetector("d")
+    events = detector.push_emg(night.emg_uv[:50_000], 0, EMG_RATE)
+    events += detector.push_emg(night.emg_uv[60_000:], 60_000_000, EMG_RATE)
+    events += detector.finish()
+    ended = [e.episode for e in events if isinstance(e, EpisodeEvent) and e.kind is EventKind.ENDED]
+    assert ended[0].offset_us == 50_000_000
+    assert QualityFlag.GAP in ended[0].quality_flags
