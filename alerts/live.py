@@ -65,7 +65,7 @@ class LifecycleRecord:
     alert_id: str
     device_id: str
     site: str
-    state: str  # open | paused | resolved
+    state: str  # open | paused | closing | resolved
     first_episode_id: str
     episode_ids: tuple[str, ...]
     onset_us: int
@@ -101,6 +101,9 @@ class LiveAlertSink:
         How long ``handle`` waits for PUBACKs before leaving the rest to :meth:`tick`, s.
     republish_after_s : float
         An unacknowledged event is published again after this long, s.
+    end_wait_s : float
+        How long a lifecycle overtaken by a new cramp waits for its own end report before it
+        resolves with the last known figures, s.
     clock_us : callable
         Wall clock, µs (injected in tests).
     on_webhook_work : callable or None
@@ -117,6 +120,7 @@ class LiveAlertSink:
         merge_gap_s: float = 10.0,
         publish_timeout_s: float = 2.0,
         republish_after_s: float = 30.0,
+        end_wait_s: float = 180.0,
         clock_us: Callable[[], int] = wall_clock_us,
         on_webhook_work: Callable[[], None] | None = None,
     ) -> None:
@@ -129,6 +133,7 @@ class LiveAlertSink:
         self._gap_us = int(merge_gap_s * 1_000_000)
         self._publish_timeout_s = publish_timeout_s
         self._republish_after_us = int(republish_after_s * 1_000_000)
+        self._end_wait_us = int(end_wait_s * 1_000_000)
         self._clock_us = clock_us
         self._on_webhook_work = on_webhook_work
         self._lock = threading.RLock()
@@ -199,7 +204,7 @@ class LiveAlertSink:
                         self._paused_count = session.scalar(
                             select(func.count())
                             .select_from(AlertLifecycle)
-                            .where(AlertLifecycle.state == "paused")
+                            .where(AlertLifecycle.state.in_(("paused", "closing")))
                         )
                 except SQLAlchemyError as exc:
                     self._paused_count = None
@@ -294,15 +299,33 @@ class LiveAlertSink:
             lifecycle.offset_device_us = max(lifecycle.offset_device_us or offset_us, offset_us)
             if lifecycle.active_episode_id in (None, episode.episode_id):
                 lifecycle.active_episode_id = None
+                lifecycle.active_onset_us = None
+                lifecycle.active_seen_us = None
                 lifecycle.open_episode_s = 0.0
-                lifecycle.state = "paused"
-                lifecycle.paused_at_us = ctx.arrival_us
-        else:
+                if lifecycle.state == "closing":
+                    self._resolve(ctx, lifecycle)
+                else:
+                    lifecycle.state = "paused"
+                    lifecycle.paused_at_us = ctx.arrival_us
+        elif lifecycle.active_episode_id == episode.episode_id:
+            lifecycle.active_seen_us = max(lifecycle.active_seen_us or event.at_us, event.at_us)
+            lifecycle.open_episode_s = episode.duration_s
+        elif lifecycle.active_episode_id is None or episode.onset_us > (
+            lifecycle.active_onset_us or 0
+        ):
             lifecycle.active_episode_id = episode.episode_id
+            lifecycle.active_onset_us = episode.onset_us
+            lifecycle.active_seen_us = event.at_us
             lifecycle.open_episode_s = episode.duration_s
 
     def _lifecycle_for(self, ctx: _Context, episode: Episode) -> AlertLifecycle:
-        """The live lifecycle a new episode joins, or a new one (announced at once)."""
+        """The live lifecycle a new episode joins, or a new one (announced at once).
+
+        The detector reports an episode's end late (it first watches whether the wearer gets
+        up), so a new episode can start while the previous one still looks open; the previous
+        offset is then estimated from its latest report, and a lifecycle that the new episode
+        does not join waits in ``closing`` for that end before it resolves.
+        """
         session = ctx.session
         current = session.scalars(
             select(AlertLifecycle)
@@ -314,16 +337,19 @@ class LiveAlertSink:
             .order_by(AlertLifecycle.onset_device_us.desc())
         ).first()
         if current is not None:
-            joins = current.state == "open" or (
-                current.offset_device_us is not None
-                and episode.onset_us - current.offset_device_us < self._gap_us
-            )
-            if joins:
+            last_offset_us = _offset_estimate_us(current)
+            if episode.onset_us - last_offset_us < self._gap_us or (
+                current.state == "open" and episode.onset_us <= last_offset_us
+            ):
                 current.state = "open"
                 current.paused_at_us = None
                 current.episode_count += 1
                 return current
-            self._resolve(ctx, current)
+            if current.state == "open":
+                current.state = "closing"
+                current.paused_at_us = ctx.arrival_us
+            else:
+                self._resolve(ctx, current)
         alert_id = stable_id("alert", episode.episode_id)
         lifecycle = AlertLifecycle(
             alert_id=alert_id,
@@ -332,6 +358,8 @@ class LiveAlertSink:
             state="open",
             first_episode_id=episode.episode_id,
             active_episode_id=episode.episode_id,
+            active_onset_us=episode.onset_us,
+            active_seen_us=episode.confirmed_us,
             onset_device_us=episode.onset_us,
             confirmed_device_us=episode.confirmed_us,
             offset_device_us=None,
@@ -384,15 +412,23 @@ class LiveAlertSink:
                 (AlertLifecycle.device_id == device_id)
                 & (AlertLifecycle.offset_device_us + hold_us <= device_now_us),
             )
+        waited_too_long = (AlertLifecycle.state == "closing") & (
+            AlertLifecycle.paused_at_us + self._end_wait_us <= ctx.arrival_us
+        )
         due = ctx.session.scalars(
             select(AlertLifecycle)
-            .where(AlertLifecycle.state == "paused", condition)
+            .where(or_((AlertLifecycle.state == "paused") & condition, waited_too_long))
             .order_by(AlertLifecycle.onset_device_us)
         ).all()
         for lifecycle in due:
             self._resolve(ctx, lifecycle)
 
     def _resolve(self, ctx: _Context, lifecycle: AlertLifecycle) -> None:
+        if lifecycle.active_episode_id is not None:  # its end never came: use what is known
+            lifecycle.offset_device_us = _offset_estimate_us(lifecycle)
+            lifecycle.active_s += lifecycle.open_episode_s
+            lifecycle.active_episode_id = None
+            lifecycle.open_episode_s = 0.0
         lifecycle.state = "resolved"
         lifecycle.resolved_us = ctx.now_us
         offset_us = lifecycle.offset_device_us or lifecycle.onset_device_us
@@ -556,6 +592,15 @@ class _Context:
     outbound: list[OutboundEvent]
     subscriptions: dict[str, list[WebhookSubscription]]
     webhooks_added: bool = False
+
+
+def _offset_estimate_us(lifecycle: AlertLifecycle) -> int:
+    """Latest known device time of the lifecycle's contraction (a lower bound while open)."""
+    known = lifecycle.offset_device_us or lifecycle.onset_device_us
+    if lifecycle.active_episode_id is None or lifecycle.active_onset_us is None:
+        return known
+    so_far_us = lifecycle.active_onset_us + int(lifecycle.open_episode_s * 1_000_000)
+    return max(known, so_far_us, lifecycle.active_seen_us or 0)
 
 
 def _acked(receipt: PublishReceipt) -> bool:

@@ -28,9 +28,11 @@ class AlertLifecycle(AlertBase):
     alert_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(128))
     site: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))  # open | paused | resolved
+    state: Mapped[str] = mapped_column(String(16))  # open | paused | closing | resolved
     first_episode_id: Mapped[str] = mapped_column(String(256))
     active_episode_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    active_onset_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # device
+    active_seen_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # device
     onset_device_us: Mapped[int] = mapped_column(BigInteger)
     confirmed_device_us: Mapped[int] = mapped_column(BigInteger)
     offset_device_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
@@ -42,6 +44,7 @@ class AlertLifecycle(AlertBase):
     confidence: Mapped[float] = mapped_column(Float)
     episode_count: Mapped[int] = mapped_column(Integer, default=1)
     paused_at_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)  # arrival clock
+    # (for ``closing``: when a new cramp started while this one's end was still unreported)
     created_us: Mapped[int] = mapped_column(BigInteger)
     resolved_us: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 

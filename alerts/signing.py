@@ -1,8 +1,8 @@
 """Webhook signatures: HMAC-SHA256 over ``f"{timestamp}.{body}"`` with a replay window.
 
-Header (one line)::
+Header (one line; this one signs the body ``{}`` with the secret ``whsec_example``)::
 
-    CrampWatch-Signature: t=1764072000,v1=5257a869e7ecebeda32affa62cdca3fa51cad7e77a0e56ff536d0ce8e108d8bd
+    CrampWatch-Signature: t=1764072000,v1=f6e1dc25b11f1c1f4ee680d6787a7cfcd6c1c75cbec5114a01e31f1893c24f98
 
 ``t`` is the Unix time in whole seconds when the attempt was signed; each ``v1`` is the lower-case
 hex HMAC-SHA256 of the ASCII timestamp, a full stop and the raw request body, keyed with the

@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from alerts.redflags import RedFlagRules
 from api.jobs import JobRunner
@@ -24,7 +25,7 @@ from api.routes import (
     summary,
     uploads,
 )
-from storage.base import Store
+from storage.base import QueryError, Store, StoreUnavailable
 from storage.metadata import MetadataDB
 from storage.metadata.db import utc_now
 
@@ -102,6 +103,24 @@ def create_app(
     app.state.jobs = jobs
     app.state.metrics = api_metrics
     app.middleware("http")(api_metrics.middleware)
+    app.add_exception_handler(QueryError, _query_error)
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
     for module in (health, me, people, grants, keys, devices, nights, history, summary, uploads):
         app.include_router(module.router)
     return app
+
+
+async def _query_error(_: Request, exc: Exception) -> JSONResponse:
+    """A query the store refuses is the caller's: 422 in the validation-error shape."""
+    return JSONResponse(
+        {"detail": [{"loc": ["query"], "msg": str(exc), "type": "query_error"}]},
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    )
+
+
+async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "results store unavailable; retry later"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )

@@ -244,8 +244,8 @@ def _median_step_us(series: Sequence[SeriesPoint]) -> int:
 def _posture_runs(points: Sequence[SeriesPoint]) -> list[tuple[str, int, int]]:
     """(posture, start_us, end_us) of consecutive points with the same posture."""
     runs: list[tuple[str, int, int]] = []
-    for point, nxt in zip(points, [*points[1:], None], strict=True):
-        end_us = nxt.ts_us if nxt is not None else point.ts_us + 1_000_000
+    for i, point in enumerate(points):
+        end_us = points[i + 1].ts_us if i + 1 < len(points) else point.ts_us + 1_000_000
         posture = point.posture or ""
         if runs and runs[-1][0] == posture and runs[-1][2] == point.ts_us:
             runs[-1] = (posture, runs[-1][1], end_us)

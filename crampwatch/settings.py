@@ -254,6 +254,27 @@ class AlertSettings(_Concern):
         le=3600,
         description="Receivers reject signatures older than this, seconds.",
     )
+    webhook_backoff_base_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Wait before the first webhook retry; it doubles per attempt, seconds.",
+    )
+    webhook_backoff_max_s: float = Field(
+        default=600.0, gt=0, le=86_400, description="Longest wait between webhook retries, seconds."
+    )
+    end_wait_s: float = Field(
+        default=180.0,
+        gt=0,
+        le=3600,
+        description="How long an alert overtaken by a new cramp waits for its end report, seconds.",
+    )
+    sensor_min_coverage: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Red flag: a night with EMG for less than this fraction of it (sensor off).",
+    )
 
 
 _CONCERNS: tuple[type[_Concern], ...] = (

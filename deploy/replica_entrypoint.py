@@ -27,8 +27,8 @@ REPLICA_INDEX_FILE
     Where the derived index is written for the health check (default
     ``/tmp/crampwatch-worker-index``).
 
-``crampwatch ingest`` appends the index to ``CRAMPWATCH_BROKER_CLIENT_ID`` itself, so each
-replica keeps its own persistent MQTT session.
+The worker (``crampwatch ingest`` or ``serve``) appends the index to
+``CRAMPWATCH_BROKER_CLIENT_ID``, so each replica keeps its own persistent MQTT session.
 
 Exit status 78 (configuration error) with one line on stderr when no index can be derived.
 """
@@ -125,6 +125,11 @@ def derive_environment(
     return env
 
 
+def missing_replicas(prefix: str, count: int, resolve: Resolver) -> list[str]:
+    """Names ``<prefix>1..count`` that do not resolve: replicas that are not running."""
+    return [f"{prefix}{n}" for n in range(1, count + 1) if not resolve(f"{prefix}{n}")]
+
+
 def with_data_dir(env: Mapping[str, str]) -> dict[str, str]:
     """``env`` with the per-worker data directory when ``REPLICA_OWN_DATA_DIR`` is true."""
     out = dict(env)
@@ -154,6 +159,14 @@ def main(argv: Sequence[str]) -> int:
         f"data dir {env.get(DATA_DIR_ENV, '(default)')}",
         file=sys.stderr,
     )
+    if env.get("REPLICA_NAME_PREFIX") and INDEX_ENV not in os.environ:
+        missing = missing_replicas(env["REPLICA_NAME_PREFIX"], int(env[COUNT_ENV]), resolve_all)
+        if missing:
+            print(
+                f"crampwatch-replica: WARNING {', '.join(missing)} not running: the devices "
+                f"they own are not processed until they are (scale to {COUNT_ENV})",
+                file=sys.stderr,
+            )
     try:
         os.execvpe(argv[0], list(argv), env)
     except OSError as exc:

@@ -72,7 +72,7 @@ def worker_state(environ: Mapping[str, str], timeout_s: float = TIMEOUT_S) -> st
             client.subscribe(topic, qos=0)
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        received.append(message.payload)
+        received.append(bytes(message.payload))
         done.set()
 
     client = mqtt.Client(

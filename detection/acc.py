@@ -61,7 +61,7 @@ class AccState:
         return cls(
             rate_hz=rate_hz,
             gravity_sos=sos,
-            gravity_zi=np.zeros((sos.shape[0], 2, 3)),
+            gravity_zi=np.zeros((sos.shape[0], 3, 2)),
             activity_zi=np.zeros(1),
             activity_alpha=alpha,
         )
@@ -78,7 +78,10 @@ class AccState:
         n = samples_g.shape[0]
         index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
         times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
-        gravity, self.gravity_zi = apply_sos(self.gravity_sos, samples_g, self.gravity_zi)
+        gravity_t, self.gravity_zi = apply_sos(
+            self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
+        )
+        gravity = gravity_t.T
         dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
         b = np.array([self.activity_alpha])
         a = np.array([1.0, self.activity_alpha - 1.0])

@@ -112,7 +112,7 @@ def neurokit2_episodes(
         raise AnchorUnavailable("neurokit2 is not installed (pip install neurokit2)") from None
     x = _first_channel(emg_uv)
     bounds = _blocks(x.size, rate_hz, block_s)
-    fs = int(round(rate_hz))
+    fs = round(rate_hz)
     pad = fs  # a second either side keeps the filters' edge transients out of each block
     pieces = []
     for a, b in bounds:
@@ -183,8 +183,8 @@ def biosppy_episodes(
         from biosppy.signals import emg as bemg
     except ImportError:
         raise AnchorUnavailable("biosppy is not installed (pip install biosppy)") from None
-    size = max(1, int(round(window_s * rate_hz)))
-    rest_n = max(2, int(round(rest_s * rate_hz)))
+    size = max(1, round(window_s * rate_hz))
+    rest_n = max(2, round(rest_s * rate_hz))
 
     def block_activity(x: FloatArray) -> BoolArray:
         filtered = np.asarray(bemg.emg(signal=x, sampling_rate=rate_hz, show=False)["filtered"])
@@ -240,7 +240,7 @@ def _blocks(n: int, rate_hz: float, block_s: float) -> list[tuple[int, int]]:
         raise AnchorError(f"rate_hz must be positive, got {rate_hz}")
     if not (math.isfinite(block_s) and block_s > 0):
         raise AnchorError(f"block_s must be positive, got {block_s}")
-    block_n = max(int(rate_hz), int(round(block_s * rate_hz)))
+    block_n = max(int(rate_hz), round(block_s * rate_hz))
     if n < int(rate_hz):  # the filters of both libraries need about a second of signal
         return []
     starts = list(range(0, n, block_n))

@@ -60,6 +60,10 @@ class DetectorConfig:
         Shank within this angle of vertical counts as upright (standing or sitting up).
     upright_hold_s, got_up_window_s : float
         Upright this long within this window after an offset means the wearer got up.
+    post_cramp_s, post_cramp_fraction : float
+        A burst starting within ``post_cramp_s`` after a cramp's offset whose mean intensity is
+        below ``post_cramp_fraction`` of that cramp's is the wearer stretching or rubbing the
+        calf, not a new cramp.
     acc_wait_s : float
         How far the EMG stream may run ahead of the accelerometer before a decision is made
         without it (the accelerometer is then declared missing for that time).
@@ -89,12 +93,14 @@ class DetectorConfig:
     plm_min_interval_s: float = 5.0
     plm_max_interval_s: float = 90.0
     move_pre_s: float = 1.0
-    move_post_s: float = 2.0
-    move_g: float = 0.08
+    move_post_s: float = 1.0
+    move_g: float = 0.05
     posture_change_deg: float = 30.0
     upright_deg: float = 35.0
     upright_hold_s: float = 3.0
     got_up_window_s: float = 60.0
+    post_cramp_s: float = 60.0
+    post_cramp_fraction: float = 0.5
     acc_wait_s: float = 5.0
     flat_uv: float = 0.1
     clip_fraction: float = 0.05

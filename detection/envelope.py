@@ -49,28 +49,30 @@ def block_stats(raw: FloatArray, band: FloatArray, clean: FloatArray, block_len:
 
     Parameters
     ----------
-    raw, band, clean : ndarray, shape (n_blocks * block_len, channels)
-        Unfiltered, band-passed and band-passed + notched EMG, µV.
+    raw, band, clean : ndarray, shape (channels, n_blocks * block_len)
+        Unfiltered, band-passed and band-passed + notched EMG, µV (channel-major, so every
+        reduction runs over contiguous memory).
     block_len : int
         Samples per block.
     """
-    n_blocks = raw.shape[0] // block_len
-    shape = (n_blocks, block_len, raw.shape[1])
+    shape = (raw.shape[0], raw.shape[1] // block_len, block_len)
     r = raw.reshape(shape)
     b = band.reshape(shape)
     c = clean.reshape(shape)
-    raw_max = r.max(axis=1)
-    raw_min = r.min(axis=1)
+    raw_max = r.max(axis=2)
+    raw_min = r.min(axis=2)
     signs = np.signbit(c)
+    ms_clean = np.square(c).sum(axis=2) / block_len
+    ms_band = ms_clean if band is clean else np.square(b).sum(axis=2) / block_len
     return BlockStats(
-        ms_band_uv2=np.square(b).sum(axis=1) / block_len,
-        ms_uv2=np.square(c).sum(axis=1) / block_len,
-        raw_max_uv=raw_max,
-        raw_min_uv=raw_min,
-        raw_mean_uv=r.mean(axis=1),
-        at_max=np.count_nonzero(r == raw_max[:, None, :], axis=1).astype(np.int64),
-        at_min=np.count_nonzero(r == raw_min[:, None, :], axis=1).astype(np.int64),
-        crossings=np.count_nonzero(signs[:, 1:, :] != signs[:, :-1, :], axis=1).astype(np.int64),
+        ms_band_uv2=ms_band.T,
+        ms_uv2=ms_clean.T,
+        raw_max_uv=raw_max.T,
+        raw_min_uv=raw_min.T,
+        raw_mean_uv=r.mean(axis=2).T,
+        at_max=np.count_nonzero(r == raw_max[:, :, None], axis=2).astype(np.int64).T,
+        at_min=np.count_nonzero(r == raw_min[:, :, None], axis=2).astype(np.int64).T,
+        crossings=np.count_nonzero(signs[:, :, 1:] != signs[:, :, :-1], axis=2).astype(np.int64).T,
     )
 
 

@@ -134,6 +134,8 @@ class EpisodeMachine:
     burst: Burst | None = None
     lm_onsets_us: list[int] = field(default_factory=list)
     pending: list[PendingEnd] = field(default_factory=list)
+    last_offset_us: int | None = None
+    last_mean_ratio: float = 0.0
 
     # ------------------------------------------------------------------ public
 
@@ -297,6 +299,13 @@ class EpisodeMachine:
         if burst.n_high < cfg.sustain_fraction * burst.n_blocks:
             return None  # not sustained yet: keep waiting while the burst lasts
         burst.decided = True
+        if self.last_offset_us is not None:
+            since_s = (burst.onset_us - self.last_offset_us) / 1e6
+            mean_ratio = burst.sum_ratio / max(burst.n_high, 1)
+            if since_s <= cfg.post_cramp_s and (
+                mean_ratio < cfg.post_cramp_fraction * self.last_mean_ratio
+            ):
+                return None  # stretching or rubbing the calf after a cramp
         if burst.sum_zcr_hz / max(burst.n_high, 1) < cfg.zcr_min_hz:
             burst.artifact = True  # a low-frequency artifact leaking through the band-pass
             return None
@@ -350,6 +359,8 @@ class EpisodeMachine:
             return []
         self._track_movement(burst, acc, offset_us)
         episode = self._episode(burst, offset_us, now_us, acc_seen, flags)
+        self.last_offset_us = offset_us
+        self.last_mean_ratio = episode.mean_intensity
         if acc is None or not acc_seen:
             return [EpisodeEvent(EventKind.ENDED, episode, now_us)]
         deadline = offset_us + round(cfg.got_up_window_s * 1e6)

@@ -250,6 +250,15 @@ def score_night(
     return NightScore(name, scenario, tuple(matches), tuple(missed), alarms)
 
 
+def clip_to(intervals: Iterable[Interval], start_s: float, end_s: float) -> list[Interval]:
+    """The intervals that start inside ``[start_s, end_s)``, cut at ``end_s`` (an excerpt)."""
+    return [
+        Interval(iv.onset_s, min(iv.offset_s, end_s))
+        for iv in intervals
+        if start_s <= iv.onset_s < end_s
+    ]
+
+
 def summarize(scores: Sequence[NightScore]) -> Summary:
     """Pool the events of several nights into precision, recall, F1 and error statistics."""
     if not scores:
@@ -259,10 +268,7 @@ def summarize(scores: Sequence[NightScore]) -> Summary:
     tp = sum(len(s.matches) for s in scores)
     precision = tp / n_detected if n_detected else math.nan
     recall = tp / n_truth if n_truth else math.nan
-    if n_truth + n_detected == 0:
-        f1 = math.nan
-    else:
-        f1 = 2 * tp / (n_truth + n_detected)
+    f1 = math.nan if n_truth + n_detected == 0 else 2 * tp / (n_truth + n_detected)
     onset = np.array([m.onset_error_s for s in scores for m in s.matches], dtype=np.float64)
     offset = np.array([m.offset_error_s for s in scores for m in s.matches], dtype=np.float64)
     causes = Counter(a.cause for s in scores for a in s.false_alarms)

@@ -16,7 +16,7 @@ FloatArray = NDArray[np.float64]
 
 
 def mains_frequencies_hz(mains_hz: str | float | None) -> tuple[float, ...]:
-    """Mains fundamentals to notch for a setting.
+    """Mains frequencies to notch for a setting: each fundamental and its third harmonic.
 
     Parameters
     ----------
@@ -26,19 +26,20 @@ def mains_frequencies_hz(mains_hz: str | float | None) -> tuple[float, ...]:
     Returns
     -------
     tuple of float
-        Notch centre frequencies, Hz.
+        Notch centre frequencies, Hz (the third harmonic is the strongest one of hum
+        distorted by rectifying loads).
     """
     if mains_hz is None:
         return ()
     key = str(mains_hz).strip().lower()
     table: dict[str, tuple[float, ...]] = {
-        "auto": (50.0, 60.0),
-        "both": (50.0, 60.0),
+        "auto": (50.0, 60.0, 150.0, 180.0),
+        "both": (50.0, 60.0, 150.0, 180.0),
         "off": (),
-        "50": (50.0,),
-        "50.0": (50.0,),
-        "60": (60.0,),
-        "60.0": (60.0,),
+        "50": (50.0, 150.0),
+        "50.0": (50.0, 150.0),
+        "60": (60.0, 180.0),
+        "60.0": (60.0, 180.0),
     }
     if key not in table:
         raise DetectorError(f"mains_hz must be auto, 50, 60, both or off, got {mains_hz!r}")
@@ -110,7 +111,7 @@ def design_lowpass(rate_hz: float, cutoff_hz: float) -> FloatArray:
 
 
 def steady_state(sos: FloatArray, first: FloatArray) -> FloatArray:
-    """Initial ``zi`` for ``sosfilt`` along axis 0 as if ``first`` had always been the input.
+    """Initial ``zi`` for :func:`apply_sos` as if ``first`` had always been the input.
 
     Parameters
     ----------
@@ -120,21 +121,32 @@ def steady_state(sos: FloatArray, first: FloatArray) -> FloatArray:
 
     Returns
     -------
-    ndarray, shape (n_sections, 2, channels)
+    ndarray, shape (n_sections, channels, 2)
     """
     if sos.shape[0] == 0:
-        return np.zeros((0, 2, first.shape[0]))
+        return np.zeros((0, first.shape[0], 2))
     zi = signal.sosfilt_zi(sos)
-    return np.asarray(zi[:, :, None] * first[None, None, :], dtype=np.float64)
+    return np.asarray(zi[:, None, :] * first[None, :, None], dtype=np.float64)
 
 
 def apply_sos(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """Filter ``x`` (samples x channels) along axis 0 from state ``zi``; return output and state.
+    """Filter ``x`` (channels x samples) along its last axis from state ``zi``.
 
     Carrying the returned state into the next call gives exactly the samples a single call over
     the concatenated input would give, so any chunking filters identically.
+
+    Parameters
+    ----------
+    sos : ndarray, shape (n_sections, 6)
+    x : ndarray, shape (channels, n)
+    zi : ndarray, shape (n_sections, channels, 2)
+
+    Returns
+    -------
+    y : ndarray, shape (channels, n)
+    zf : ndarray, shape (n_sections, channels, 2)
     """
     if sos.shape[0] == 0:
         return x, zi
-    y, zf = signal.sosfilt(sos, x, axis=0, zi=zi)
+    y, zf = signal.sosfilt(sos, x, axis=-1, zi=zi)
     return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)

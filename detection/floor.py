@@ -61,9 +61,12 @@ def update_floor(
     size = window.shape[0]
     joined = np.concatenate([window, seconds])
     rows = sliding_window_view(joined, size)[1:]
-    ordered = np.sort(rows, axis=1)
     n_valid = np.count_nonzero(~np.isnan(rows), axis=1)
     index = np.clip(np.floor(quantile * n_valid).astype(np.int64), 0, size - 1)
-    picked = ordered[np.arange(rows.shape[0]), index]
+    picked = np.empty(rows.shape[0])
+    for k in np.unique(index):  # usually one value: a full window
+        chosen = index == k
+        # partition puts NaN last, so the k-th of the valid values is exact
+        picked[chosen] = np.partition(rows[chosen], int(k), axis=1)[:, k]
     floors = np.where(n_valid > 0, np.maximum(picked, floor_min_uv), np.nan)
     return floors, joined[joined.shape[0] - size :].copy()

@@ -67,8 +67,8 @@ def block_flags(
     """
     rms = np.sqrt(stats.ms_uv2)
     live = stats.raw_max_uv > stats.raw_min_uv
-    extreme = (stats.at_max + stats.at_min).astype(np.float64) / block_len
-    railed = live & (extreme >= rail_fraction)
+    extreme = np.maximum(stats.at_max, stats.at_min).astype(np.float64) / block_len
+    railed = live & (extreme >= rail_fraction)  # sitting on one rail, not swinging between
     clip_min = max(4.0, clip_fraction * block_len)
     clipped = live & ~railed & ((stats.at_max >= clip_min) | (stats.at_min >= clip_min))
     flat = live & ~railed & (rms < flat_uv)

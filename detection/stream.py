@@ -67,9 +67,9 @@ class _EmgStream:
     anchor_us: int = 0
     n_samples: int = 0
     n_blocks: int = 0
-    rest_raw: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
-    rest_band: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
-    rest_clean: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
+    rest_raw: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
+    rest_band: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
+    rest_clean: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
     smooth_carry: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
     prev_mean_uv: FloatArray = field(default_factory=lambda: np.full(1, np.nan))
     sec_env: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -120,6 +120,7 @@ class _State:
     faults: FaultTracker
     floor_window: FloatArray
     floor_uv: float = math.nan
+    held_median_uv: float = math.nan
     emg: _EmgStream | None = None
     acc: AccState | None = None
     pending: BlockBatch = field(default_factory=BlockBatch.empty)
@@ -338,8 +339,8 @@ class StreamDetector:
             block_len=max(1, round(rate * cfg.block_s)),
             bandpass_sos=design.bandpass_sos,
             notch_sos=design.notch_sos,
-            bandpass_zi=np.zeros((design.bandpass_sos.shape[0], 2, channels)),
-            notch_zi=np.zeros((design.notch_sos.shape[0], 2, channels)),
+            bandpass_zi=np.zeros((design.bandpass_sos.shape[0], channels, 2)),
+            notch_zi=np.zeros((design.notch_sos.shape[0], channels, 2)),
         )
 
     def _start_segment(self, emg: _EmgStream, first: FloatArray, start_us: int) -> None:
@@ -348,10 +349,10 @@ class StreamDetector:
         emg.n_samples = 0
         emg.n_blocks = 0
         emg.bandpass_zi = steady_state(emg.bandpass_sos, first)
-        emg.notch_zi = np.zeros((emg.notch_sos.shape[0], 2, ch))
-        emg.rest_raw = np.zeros((0, ch))
-        emg.rest_band = np.zeros((0, ch))
-        emg.rest_clean = np.zeros((0, ch))
+        emg.notch_zi = np.zeros((emg.notch_sos.shape[0], ch, 2))
+        emg.rest_raw = np.zeros((ch, 0))
+        emg.rest_band = np.zeros((ch, 0))
+        emg.rest_clean = np.zeros((ch, 0))
         emg.smooth_carry = np.zeros((0, ch))
         emg.prev_mean_uv = np.full(ch, np.nan)
         emg.sec_env = np.zeros(0)
@@ -362,19 +363,24 @@ class StreamDetector:
     def _ingest_emg(self, emg: _EmgStream, x: FloatArray) -> None:
         st = self._state
         cfg = st.config
-        band, emg.bandpass_zi = apply_sos(emg.bandpass_sos, x, emg.bandpass_zi)
+        xt = np.ascontiguousarray(x.T)  # channel-major: filters and blocks run on rows
+        band, emg.bandpass_zi = apply_sos(emg.bandpass_sos, xt, emg.bandpass_zi)
         clean, emg.notch_zi = apply_sos(emg.notch_sos, band, emg.notch_zi)
         emg.n_samples += x.shape[0]
-        raw = np.concatenate([emg.rest_raw, x])
-        band = np.concatenate([emg.rest_band, band])
-        clean = np.concatenate([emg.rest_clean, clean])
+        notched = clean is not band
+        raw = np.concatenate([emg.rest_raw, xt], axis=1)
+        band = np.concatenate([emg.rest_band, band], axis=1)
+        clean = np.concatenate([emg.rest_clean, clean], axis=1) if notched else band
         b = emg.block_len
-        n_blocks = raw.shape[0] // b
+        n_blocks = raw.shape[1] // b
         used = n_blocks * b
-        emg.rest_raw, emg.rest_band, emg.rest_clean = raw[used:], band[used:], clean[used:]
+        emg.rest_raw, emg.rest_band = raw[:, used:], band[:, used:]
+        emg.rest_clean = clean[:, used:]
         if n_blocks == 0:
             return
-        stats = block_stats(raw[:used], band[:used], clean[:used], b)
+        band_used = band[:, :used]
+        clean_used = clean[:, :used] if notched else band_used
+        stats = block_stats(raw[:, :used], band_used, clean_used, b)
         bits = block_flags(
             stats,
             emg.prev_mean_uv,
@@ -441,8 +447,13 @@ class StreamDetector:
                 sec_env[:used].reshape(n_complete, per_second),
                 sec_valid[:used].reshape(n_complete, per_second),
             )
+            # a second enters the floor window one second late, and not at all when the next
+            # one is invalid: the decaying filter transient before a flat line is no floor
+            held = np.concatenate([[st.held_median_uv], medians])
+            entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
+            st.held_median_uv = float(held[-1])
             after, st.floor_window = update_floor(
-                st.floor_window, medians, cfg.floor_quantile, cfg.floor_min_uv
+                st.floor_window, entering, cfg.floor_quantile, cfg.floor_min_uv
             )
             for value in after:
                 floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])

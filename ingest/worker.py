@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,8 @@ class IngestWorker:
         self._failure: BaseException | None = None
         self._last_housekeeping_us = 0
         self._last_health_us = 0
+        self._batch: Counter[str] = Counter()
+        self._health_notes: list[tuple[str, str, int | None, int]] = []
         self._c = dict.fromkeys(
             (
                 "frames_accepted",
@@ -288,13 +291,17 @@ class IngestWorker:
                 delay_s = min(delay_s * 2, 30.0)
 
     def _process(self, batch: list[Inbound | Rejected]) -> None:
+        """Process, store, commit and acknowledge one batch. Counters and health notes are
+        applied only once the batch is committed, so a retried batch counts once."""
         now = self.clock_us()
+        self._batch = Counter()
+        self._health_notes = []
         letters: list[DeadLetter] = []
         for item in batch:
             if isinstance(item, Rejected):
                 letters.append(item.letter)
                 if item.stream is not None:
-                    self.health.dead_letter(item.letter.device_id, item.stream, now)
+                    self._health_notes.append((item.letter.device_id, item.stream, None, now))
                 continue
             letter = self._offer(item)
             if letter is not None:
@@ -303,6 +310,13 @@ class IngestWorker:
             self._housekeeping(now)
             self._last_housekeeping_us = now
         self._commit(letters, now)
+        for key, count in self._batch.items():
+            self._c[key] += count
+        for device_id, stream, end_us, arrival_us in self._health_notes:
+            if end_us is None:
+                self.health.dead_letter(device_id, stream, arrival_us)
+            else:
+                self.health.frame(device_id, stream, end_us, arrival_us)
         for item in batch:
             self.intake.ack(item.mid, item.qos)
         self._c["acked"] += len(batch)
@@ -320,21 +334,21 @@ class IngestWorker:
     def _offer(self, item: Inbound) -> DeadLetter | None:
         device_id = item.topic.device_id
         if not self._registered_device(device_id, item.arrival_us):
-            self.health.dead_letter(device_id, item.topic.kind.label, item.arrival_us)
+            self._health_notes.append((device_id, item.topic.kind.label, None, item.arrival_us))
             return _letter(item, "unregistered", f"device {device_id!r} is not registered")
         device = self._device(device_id, item.arrival_us)
         device.last_arrival_us = item.arrival_us
         step = device.sequencer.offer(item.frame, item.topic.transport, item.arrival_us)
         device.dirty = True
         if step.outcome == "duplicate":
-            self._c["duplicates"] += 1
+            self._batch["duplicates"] += 1
             return None
         if step.outcome == "late":
-            self._c["late"] += 1
+            self._batch["late"] += 1
             return None
-        self._c["frames_accepted"] += 1
+        self._batch["frames_accepted"] += 1
         frame = item.frame
-        self.health.frame(device_id, frame.kind.label, frame.end_us, item.arrival_us)
+        self._health_notes.append((device_id, frame.kind.label, frame.end_us, item.arrival_us))
         device.added[(frame.kind, frame.seq)] = (frame, item.topic.transport)
         return self._apply(device_id, device, step, item)
 
@@ -360,7 +374,7 @@ class IngestWorker:
                     rejected = _letter(item, "detector_rejected", str(exc))
                 continue
             device.events.extend(events)
-            self._c["frames_released"] += 1
+            self._batch["frames_released"] += 1
         return rejected
 
     def _housekeeping(self, now: int) -> None:
@@ -411,9 +425,9 @@ class IngestWorker:
         for device in self._devices.values():
             for event in device.events:
                 if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
-                    self._c["episodes_started"] += 1
+                    self._batch["episodes_started"] += 1
                 elif isinstance(event, EpisodeEvent) and event.kind is EventKind.ENDED:
-                    self._c["episodes_ended"] += 1
+                    self._batch["episodes_ended"] += 1
             device.events = []
             device.series = []
             device.added = {}
@@ -452,7 +466,7 @@ class IngestWorker:
         try:
             write(*args)
         except UnstorableValue as exc:
-            self._c["unstorable"] += 1
+            self._batch["unstorable"] += 1
             log.error("store refused %s of %s: %s", what, device_id, exc)
 
     def _hand_to_sink(

@@ -4,7 +4,7 @@ Sensor axes: X along the lower leg towards the knee, Y medio-lateral, Z out of t
 calf. At rest the sensor reads the reaction to gravity (1 g) along the axis pointing up; each
 posture has its own vector, tilted by up to ~15° per occurrence so no two nights (or turns)
 agree exactly. Movements add band-limited acceleration (0.5-6 Hz), walking adds a stride-locked
-waveform (Bussmann et al. 2001 describe shank accelerations of 0.5-1.5 g while walking).
+waveform of 0.2-0.6 g peak with harmonics of the stride frequency (0.75-1 Hz).
 """
 
 from __future__ import annotations

@@ -118,18 +118,21 @@ def median_frequency_hz(freqs_hz: npt.NDArray[np.float64], psd: npt.NDArray[np.f
     return float(np.interp(cumulative[-1] / 2.0, cumulative, freqs_hz))
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=16)
+def _median_table(rate_hz: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(median frequencies, fh values) of the band-limited Shwedyk spectrum at this rate."""
+    freqs = np.linspace(0.0, rate_hz / 2.0, 4097)
+    fh_values = np.geomspace(10.0, 2000.0, 400)
+    medians = np.array(
+        [median_frequency_hz(freqs, _shaped_psd(freqs, fh, rate_hz)) for fh in fh_values]
+    )
+    return medians, fh_values
+
+
 def fh_for_median(median_hz: float, rate_hz: float) -> float:
     """The Shwedyk ``fh`` whose band-limited spectrum has the given median frequency."""
-    freqs = np.linspace(0.0, rate_hz / 2.0, 4097)
-    low, high = 10.0, 1000.0
-    for _ in range(40):
-        mid = math.sqrt(low * high)
-        if median_frequency_hz(freqs, _shaped_psd(freqs, mid, rate_hz)) < median_hz:
-            low = mid
-        else:
-            high = mid
-    return math.sqrt(low * high)
+    medians, fh_values = _median_table(rate_hz)
+    return float(np.exp(np.interp(median_hz, medians, np.log(fh_values))))
 
 
 def shaped_noise(rng: np.random.Generator, n_samples: int, rate_hz: float, median_hz: float) -> F32:
@@ -211,8 +214,9 @@ def cramp_envelope(
 ) -> npt.NDArray[np.float64]:
     """Cramp RMS shape (mean ≈ 1 on the plateau).
 
-    Ramp-up (sigmoid), an irregular plateau (log-normal fluctuations, plus occasional
-    short lulls and spasms as in Minetto et al. 2013) and an exponential-looking taper.
+    Ramp-up (sigmoid), an irregular plateau (log-normal fluctuations plus occasional short
+    lulls and spasms: cramp discharges are high-rate and irregular, Minetto et al. 2013) and
+    an exponential-looking taper.
     """
     times = np.arange(n_samples) / rate_hz
     duration_s = n_samples / rate_hz

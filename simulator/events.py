@@ -109,7 +109,9 @@ def _count(rng: np.random.Generator, per_hour: tuple[float, float], hours: float
     return int(rng.poisson(rng.uniform(*per_hour) * hours))
 
 
-def _lognormal(rng: np.random.Generator, median: float, sigma: float, low: float, high: float):
+def _lognormal(
+    rng: np.random.Generator, median: float, sigma: float, low: float, high: float
+) -> float:
     return float(np.clip(median * math.exp(sigma * rng.standard_normal()), low, high))
 
 
@@ -235,7 +237,7 @@ def _place_plm_series(
     timeline.take(onset, onset + span)
 
 
-def _cramp(rng: np.random.Generator, onset: float, length: float, intensity: float):
+def _cramp(rng: np.random.Generator, onset: float, length: float, intensity: float) -> PlannedEvent:
     median_start = rng.uniform(60.0, 120.0)
     return PlannedEvent(
         type="cramp",

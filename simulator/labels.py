@@ -237,7 +237,8 @@ def _from_doc(doc: dict[str, Any]) -> NightLabels:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise LabelsError(f"malformed labels entry: {exc!r}") from None
-    for item in (*labels.events, *labels.faults):
+    items: list[LabelledEvent | LabelledFault] = [*labels.events, *labels.faults]
+    for item in items:
         if not (math.isfinite(item.onset_s) and item.offset_s >= item.onset_s):
             raise LabelsError(f"{item.type} has onset {item.onset_s} after offset {item.offset_s}")
     for event in labels.events:
@@ -260,9 +261,10 @@ def labels_to_annotations(labels: NightLabels) -> tuple[Annotation, ...]:
         if fault.is_frame_fault:
             continue
         text = f"fault:{fault.type} i={fault.intensity:.3f}"
-        if fault.unit:
-            text += f" v={fault.value:g} {fault.unit}"
-        notes.append(Annotation(fault.onset_s, fault.offset_s - fault.onset_s, text[:40]))
+        with_value = f"{text} v={fault.value:.4g} {fault.unit}"
+        if fault.unit and len(with_value) <= 40:  # EDF+ annotations hold 40 characters
+            text = with_value
+        notes.append(Annotation(fault.onset_s, fault.offset_s - fault.onset_s, text))
     return tuple(sorted(notes, key=lambda a: a.onset_s))
 
 

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.protocol import (
     SampleType,
@@ -297,7 +298,7 @@ class _Connection:
 
 def _open_connection(address: BrokerAddress, client_id: str, max_in_flight: int) -> _Connection:
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
         clean_session=True,
         protocol=mqtt.MQTTv311,

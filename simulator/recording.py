@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TextIO
 
 import numpy as np
 import numpy.typing as npt
@@ -140,7 +140,7 @@ def write_edf(path: str | Path, rec: Recording, *, emg_label: str = "EMG calf") 
     """Write ``rec`` as EDF+ with channels ``EMG calf`` (uV) and ``ACC X/Y/Z`` (g).
 
     The physical range of each channel is the data's own (rounded up), so the resolution is
-    range / 65535. Annotations become EDF+ annotations; a last partial data record is padded
+    range / 65535 and every sample is within half of it. Annotations become EDF+ annotations; a last partial data record is padded
     and the true length stored in a ``crampwatch:length_s=`` annotation that
     :func:`read_recording` honours.
     """
@@ -172,7 +172,7 @@ def write_edf(path: str | Path, rec: Recording, *, emg_label: str = "EMG calf") 
             writer.writeAnnotation(0, -1, f"{_LENGTH_NOTE}{rec.duration_s!r}")
         for note in rec.annotations:
             writer.writeAnnotation(note.onset_s, note.duration_s, note.text[:40])
-        writer.writeSamples(signals)
+        writer.writeSamples([_digital(x, h) for x, h in zip(signals, headers, strict=True)], True)
     except (ValueError, OSError, TypeError) as exc:
         raise RecordingError(f"{path}: cannot write EDF+: {exc}") from None
     finally:
@@ -199,14 +199,25 @@ def _edf_header(
     }
 
 
+def _digital(data: npt.NDArray[np.float64], header: dict[str, object]) -> npt.NDArray[np.int32]:
+    """Physical -> digital with rounding (pyedflib truncates, which doubles the error)."""
+    pmin, pmax = float(header["physical_min"]), float(header["physical_max"])  # type: ignore[arg-type]
+    span = _EDF_DIGITAL - (-_EDF_DIGITAL - 1)
+    counts = np.round((data - pmin) * (span / (pmax - pmin))) - _EDF_DIGITAL - 1
+    return np.clip(counts, -_EDF_DIGITAL - 1, _EDF_DIGITAL).astype(np.int32)
+
+
 def _edf_limit(peak: float) -> float:
-    """Smallest value >= peak whose negative fits the 8-character EDF field (0.1 % headroom)."""
+    """A physical range limit >= peak that edflib's 8-character header field keeps exactly.
+
+    edflib truncates the decimal expansion of the limit, so only values exact in binary with
+    few digits survive: whole numbers from 10 up, multiples of 1/8 below.
+    """
     target = max(peak * 1.001, 1e-3)
-    for decimals in (3, 2, 1, 0):
-        value = math.ceil(target * 10**decimals) / 10**decimals
-        if len(f"-{value:.{decimals}f}") <= 8:
-            return value
-    raise RecordingError(f"peak {peak:g} is too large for an EDF physical range")
+    value = float(math.ceil(target)) if target >= 10 else math.ceil(target * 8) / 8
+    if value > 9_999_999:
+        raise RecordingError(f"peak {peak:g} is too large for an EDF physical range")
+    return value
 
 
 def _read_edf(path: Path, emg_rate: float | None, acc_rate: float | None) -> Recording:
@@ -395,7 +406,9 @@ def _read_csv(path: Path, emg_rate: float | None, acc_rate: float | None) -> Rec
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read CSV: {exc.strerror or exc}") from None
     columns = [_split_unit(c) for c in header]
-    time_col = next((i for i, (name, _) in enumerate(columns) if "time" in name), None)
+    time_col = next(
+        (i for i, (name, _) in enumerate(columns) if "time" in name or name in ("t", "ts")), None
+    )
     emg_cols = [i for i, (name, _) in enumerate(columns) if "emg" in name]
     if not emg_cols:
         raise RecordingError(f"{path}: no EMG column (header: {', '.join(header)})")
@@ -427,13 +440,13 @@ def _read_csv(path: Path, emg_rate: float | None, acc_rate: float | None) -> Rec
     return Recording(emg, file_emg_rate, acc, file_acc_rate, start, ())
 
 
-def _csv_table(path: Path, handle: object, width: int) -> npt.NDArray[np.float64]:
+def _csv_table(path: Path, handle: TextIO, width: int) -> npt.NDArray[np.float64]:
     def cell(text: str) -> float:
         return float(text) if text.strip() else math.nan
 
     try:
         table = np.loadtxt(
-            handle,  # type: ignore[arg-type]
+            handle,
             delimiter=",",
             ndmin=2,
             converters=cell,

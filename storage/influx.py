@@ -1,34 +1,20 @@
 """The InfluxDB store: line protocol in, InfluxQL over ``/query`` out, a durable spool between.
 
-Writes
-    ``write_mode="v2"`` posts through influxdb-client's ``WriteApi`` to ``/api/v2/write``
-    (InfluxDB 1.8+, 2.x, 3.x; for 1.x the bucket is ``db/rp`` and the token ``user:password``);
-    ``write_mode="v1"`` posts to ``/write?db=…&rp=…&precision=u`` with httpx (InfluxDB 1.0-1.7).
-    Each ``write_*`` call is confirmed by the server before it returns, in requests of at most
-    ``batch_size`` lines, or, when the server cannot be reached, appended (fsync) to the local
-    spool and replayed in order by a background thread every ``flush_interval_ms``. While the
-    spool holds anything, new writes queue behind it, so the database sees them in order.
-Reads
-    InfluxQL over ``POST /query`` with ``epoch=u`` (served by 1.x, 2.x with a DBRP mapping and
-    3.x). Flux is not used.
+Writes go through :class:`storage.influx_writer.InfluxWriter` (``/api/v2/write`` via
+influxdb-client, or ``/write`` for InfluxDB 1.0-1.7), confirmed by the server or spooled when a
+``write_*`` returns. Reads are InfluxQL over ``POST /query`` with ``epoch=u`` (served by 1.x,
+2.x with a DBRP mapping, and 3.x); Flux is not used. Schema: :mod:`storage.influx_schema`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import httpx
-import urllib3
-from influxdb_client import InfluxDBClient, WritePrecision
-from influxdb_client.client.write.retry import WritesRetry
-from influxdb_client.client.write_api import WriteOptions, WriteType
-from influxdb_client.rest import ApiException
 
 from detection.events import Episode, EpisodeEvent, QualityEvent, SeriesPoint
 from storage import influx_schema as schema
@@ -43,9 +29,9 @@ from storage.base import (
     Store,
     StoreError,
     StoreUnavailable,
-    UnstorableValue,
     WeekSummary,
 )
+from storage.influx_writer import InfluxWriter, WriteMode
 from storage.queries import (
     EPISODE_LOOKBACK_US,
     QUALITY_LOOKBACK_US,
@@ -54,7 +40,6 @@ from storage.queries import (
     select_quality,
     series_bin_us,
 )
-from storage.spool import Spool, SpoolRecord
 from storage.summaries import (
     DAY_US,
     NOON_US,
@@ -67,15 +52,7 @@ from storage.summaries import (
 )
 from storage.validation import DeviceRegistry
 
-log = logging.getLogger(__name__)
-
-WriteMode = Literal["v2", "v1"]
 _STATEMENTS_PER_REQUEST: Final = 100
-_SPOOL_BATCH_BYTES: Final = 8 * 1024 * 1024
-
-
-class _Unreachable(Exception):
-    """The database did not take a write for a reason outside the data (down, 5xx, auth)."""
 
 
 class InfluxStore(Store):
@@ -133,21 +110,12 @@ class InfluxStore(Store):
         device_registry: DeviceRegistry | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
-        if write_mode not in ("v1", "v2"):
-            raise ValueError(f"write_mode must be 'v1' or 'v2', got {write_mode!r}")
         if not database:
             raise ValueError("database must not be empty")
-        if batch_size < 1 or flush_interval_ms < 1:
-            raise ValueError("batch_size and flush_interval_ms must be positive")
         self.url = url.rstrip("/")
         self.database = database
         self.retention_policy = retention_policy
-        self.write_mode: WriteMode = write_mode
-        self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_ms / 1000
-        self._org = org
         self._registry = device_registry
-        self._clock_us = clock_us
         headers = {}
         auth: tuple[str, str] | None = None
         if token and write_mode == "v1" and ":" in token:
@@ -162,46 +130,20 @@ class InfluxStore(Store):
             timeout=timeout_s,
             transport=httpx.HTTPTransport(retries=1),
         )
-        self._client: InfluxDBClient | None = None
-        if write_mode == "v2":
-            # Synchronous WriteApi: a write returns once InfluxDB confirmed it (the batching
-            # mode would return before that). Batching is done here (batch_size lines per
-            # request); the client retries a failed request briefly (429/503, honouring
-            # Retry-After) before the write is spooled.
-            retry = WritesRetry(
-                total=2,
-                retry_interval=0.2,
-                max_retry_delay=1.0,
-                max_retry_time=max(1.0, 2 * timeout_s),
-                exponential_base=2,
-                allowed_methods=["POST"],
-            )
-            self._client = InfluxDBClient(
-                url=self.url,
-                token=token or "",
-                org=org,
-                timeout=int(timeout_s * 1000),
-                retries=retry,
-            )
-            self._write_api = self._client.write_api(
-                write_options=WriteOptions(write_type=WriteType.synchronous, batch_size=batch_size)
-            )
-        self._write_lock = threading.Lock()
-        self._down_until = 0.0
-        self._last_error: str | None = None
-        self._replayed = 0
-        self._spool: Spool | None = None
-        self._stop = threading.Event()
-        self._replayer: threading.Thread | None = None
-        if spool_dir is not None:
-            self._spool = Spool(Path(spool_dir), spool_max_mb * 1024 * 1024)
-            self._replayer = threading.Thread(
-                target=self._replay_loop,
-                args=(self._spool,),
-                name="influx-spool-replay",
-                daemon=True,
-            )
-            self._replayer.start()
+        self._writer = InfluxWriter(
+            self._http,
+            database,
+            token=token,
+            org=org,
+            write_mode=write_mode,
+            retention_policy=retention_policy,
+            batch_size=batch_size,
+            flush_interval_ms=flush_interval_ms,
+            spool_dir=spool_dir,
+            spool_max_mb=spool_max_mb,
+            timeout_s=timeout_s,
+            clock_us=clock_us,
+        )
         if create_database:
             self.create_database()
 
@@ -213,145 +155,25 @@ class InfluxStore(Store):
 
     # -- delivery ----------------------------------------------------------------------------
 
-    def _post_lines(self, lines: Sequence[str]) -> None:
-        """One write request; raises _Unreachable or UnstorableValue."""
-        body = "\n".join(lines)
-        if self.write_mode == "v1":
-            params = {"db": self.database, "precision": "u"}
-            if self.retention_policy:
-                params["rp"] = self.retention_policy
-            try:
-                response = self._http.post("/write", params=params, content=body.encode())
-            except httpx.TransportError as exc:
-                raise _Unreachable(f"{type(exc).__name__}: {exc}") from exc
-            if response.status_code == 204:
-                return
-            message = f"HTTP {response.status_code} from /write: {response.text.strip()[:500]}"
-            if response.status_code == 400:
-                raise UnstorableValue(message)
-            raise _Unreachable(message)
-        bucket = self.database
-        if self.retention_policy:
-            bucket = f"{self.database}/{self.retention_policy}"
-        try:
-            self._write_api.write(
-                bucket=bucket, org=self._org, record=body, write_precision=WritePrecision.US
-            )
-        except ApiException as exc:
-            message = f"HTTP {exc.status} from /api/v2/write: {str(exc.body or exc.reason)[:500]}"
-            if exc.status in (400, 422):
-                raise UnstorableValue(message) from exc
-            raise _Unreachable(message) from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise _Unreachable(f"{type(exc).__name__}: {exc}") from exc
-
-    def _send(self, lines: Sequence[str]) -> None:
-        for start in range(0, len(lines), self.batch_size):
-            self._post_lines(lines[start : start + self.batch_size])
-
-    def _deliver(self, lines: list[str]) -> None:
-        """Confirmed by InfluxDB or durably spooled when this returns."""
-        if not lines:
-            return
-        with self._write_lock:
-            spooled = self._spool is not None and len(self._spool) > 0
-            if not spooled and time.monotonic() >= self._down_until:
-                try:
-                    self._send(lines)
-                    return
-                except _Unreachable as exc:
-                    self._mark_down(str(exc))
-            if self._spool is None:
-                raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {self._last_error}")
-            self._spool.append("\n".join(lines).encode(), self._clock_us())
-
-    def _mark_down(self, reason: str) -> None:
-        if self._last_error != reason:
-            log.warning("InfluxDB at %s unreachable, spooling writes: %s", self.url, reason)
-        self._last_error = reason
-        self._down_until = time.monotonic() + self.flush_interval_s
-
-    def flush(self) -> bool:
-        """Replay the spool now; True when it is empty afterwards."""
-        spool = self._spool
-        if spool is None:
-            return True
-        while True:
-            with self._write_lock:
-                if len(spool) == 0:
-                    return True
-                if not self._replay_batch(spool):
-                    return False
-
-    def _replay_batch(self, spool: Spool) -> bool:
-        """Deliver the oldest spooled batch (caller holds the write lock); False if down."""
-        batch = spool.peek(self.batch_size, _SPOOL_BATCH_BYTES)
-        if not batch:
-            return True
-        lines = [line for record in batch for line in record.payload.decode().split("\n")]
-        try:
-            self._send(lines)
-        except _Unreachable as exc:
-            self._mark_down(str(exc))
-            return False
-        except UnstorableValue as exc:
-            self._set_aside(spool, batch, str(exc))
-        spool.consume(batch)
-        self._replayed += len(batch)
-        self._down_until = 0.0
-        return True
-
-    @staticmethod
-    def _set_aside(spool: Spool, batch: list[SpoolRecord], reason: str) -> None:
-        """Keep spooled lines the database refuses in ``rejected/`` instead of retrying forever."""
-        rejected = spool.directory / "rejected"
-        rejected.mkdir(exist_ok=True)
-        name = f"{batch[0].seq:012d}-{batch[0].offset:012d}.lp"
-        (rejected / name).write_bytes(b"\n".join(record.payload for record in batch))
-        log.error("InfluxDB refused %d spooled records (kept in %s): %s", len(batch), name, reason)
-
-    def _replay_loop(self, spool: Spool) -> None:
-        while not self._stop.wait(self.flush_interval_s):
-            if len(spool) == 0 or time.monotonic() < self._down_until:
-                continue
-            while not self._stop.is_set():
-                with self._write_lock:
-                    if len(spool) == 0 or not self._replay_batch(spool):
-                        break
-
-    def spool_health(self) -> SpoolHealth:
-        if self._spool is None:
-            return SpoolHealth(0, 0, 0, None, self._replayed, self._last_error)
-        status = self._spool.status()
-        age_s = None
-        if status.oldest_appended_us is not None:
-            age_s = max(0.0, (self._clock_us() - status.oldest_appended_us) / 1e6)
-        return SpoolHealth(
-            records=status.records,
-            bytes=status.bytes,
-            max_bytes=status.max_bytes,
-            oldest_age_s=age_s,
-            replayed_records=self._replayed,
-            last_error=self._last_error,
-        )
-
     # -- writes ------------------------------------------------------------------------------
 
     def write_events(self, events: Sequence[EpisodeEvent]) -> None:
-        self._deliver([schema.episode_line(e) for e in validation.latest_episodes(events)])
+        self._writer.deliver([schema.episode_line(e) for e in validation.latest_episodes(events)])
 
     def write_quality(self, events: Sequence[QualityEvent]) -> None:
-        self._deliver([schema.quality_line(validation.check_quality(e)) for e in events])
+        self._writer.deliver([schema.quality_line(validation.check_quality(e)) for e in events])
 
     def write_series(self, device_id: str, points: Sequence[SeriesPoint]) -> None:
         kept = validation.check_series(device_id, points)
-        self._deliver([schema.series_line(device_id, p) for p in kept])
+        self._writer.deliver([schema.series_line(device_id, p) for p in kept])
 
     def write_health(self, records: Sequence[HealthRecord]) -> None:
-        self._deliver([schema.health_line(validation.check_health(r)) for r in records])
+        self._writer.deliver([schema.health_line(validation.check_health(r)) for r in records])
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self._deliver([schema.dead_letter_line(validation.check_dead_letter(d)) for d in letters])
+        self._writer.deliver(
+            [schema.dead_letter_line(validation.check_dead_letter(d)) for d in letters]
+        )
 
     # -- InfluxQL ----------------------------------------------------------------------------
 
@@ -583,13 +405,14 @@ class InfluxStore(Store):
             return False
         return response.is_success
 
+    def spool_health(self) -> SpoolHealth:
+        return self._writer.health()
+
+    def flush(self) -> bool:
+        """Replay the spool now; True when it is empty afterwards."""
+        return self._writer.flush()
+
     def close(self) -> None:
-        """Stop the replayer, try one last replay, release connections (the spool stays)."""
-        self._stop.set()
-        if self._replayer is not None:
-            self._replayer.join(timeout=30)
-        if self._spool is not None and len(self._spool) and time.monotonic() >= self._down_until:
-            self.flush()
+        """Stop the spool replay (what is left stays on disk) and release connections."""
+        self._writer.close()
         self._http.close()
-        if self._client is not None:
-            self._client.close()

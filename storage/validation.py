@@ -108,8 +108,9 @@ def check_episode(episode: Episode) -> Episode:
             raise UnstorableValue(f"{what} ends before it starts")
     if _finite(episode.duration_s, f"{what} duration_s") < 0:
         raise UnstorableValue(f"{what} duration_s is negative")
-    _finite(episode.peak_intensity, f"{what} peak_intensity")
-    _finite(episode.mean_intensity, f"{what} mean_intensity")
+    for name in ("peak_intensity", "mean_intensity"):
+        if _finite(getattr(episode, name), f"{what} {name}") < 0:
+            raise UnstorableValue(f"{what} {name} is negative")
     if not 0.0 <= _finite(episode.confidence, f"{what} confidence") <= 1.0:
         raise UnstorableValue(f"{what} confidence {episode.confidence} is outside 0..1")
     for name in ("peak_mvc_pct", "mean_mvc_pct"):

@@ -15,8 +15,9 @@ from api.exports import episodes_csv, fhir_bundle
 from api.models import SITE_PATTERN, EpisodesPublic, Problem
 from api.params import EndQuery, StartQuery, decode_cursor, encode_cursor, time_range_us
 from storage.base import EpisodeQuery
+from storage.validation import MAX_EPISODE_LIMIT
 
-MAX_EXPORT_EPISODES = 100_000
+MAX_EXPORT_EPISODES = MAX_EPISODE_LIMIT - 1
 DEFAULT_DAYS = 90
 
 router = APIRouter(

@@ -62,7 +62,7 @@ def create_key(
 
 @router.get("", response_model=KeysPublic, summary="All keys (never their secrets)")
 def list_keys(_: AdminAccess, metadata: MetadataDep) -> KeysPublic:
-    keys = [_public(k) for k in metadata.keys()]  # noqa: SIM118 (a method, not a dict)
+    keys = [_public(k) for k in metadata.api_keys()]
     return KeysPublic(data=keys, count=len(keys))
 
 

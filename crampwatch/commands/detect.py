@@ -26,6 +26,7 @@ from detection.evaluation import (
     LabelledInterval,
     NightScore,
     Summary,
+    clip_to,
     score_night,
     summarize,
 )
@@ -129,15 +130,21 @@ class NightResult:
     duration_s : float
         Length of the night.
     scores : dict of str to NightScore
-        By detector name (``crampwatch``, ``neurokit2``, ``biosppy``).
+        Our detector on the whole night (key ``crampwatch``).
+    excerpt_scores : dict of str to NightScore
+        Ours and the anchors on the excerpt the anchors ran on (empty when they did not run).
+    excerpt_s : float
+        Length of that excerpt, seconds (see :func:`excerpt_window`).
     seconds : dict of str to float
-        Wall-clock time each detector took on the night.
+        Wall-clock time each detector took (the anchors: on the excerpt).
     """
 
     name: str
     scenario: str
     duration_s: float
     scores: dict[str, NightScore]
+    excerpt_scores: dict[str, NightScore]
+    excerpt_s: float
     seconds: dict[str, float]
 
 
@@ -155,9 +162,18 @@ def find_nights(directory: Path) -> list[tuple[Path, Path]]:
 
 
 def evaluate_night(
-    labels_path: Path, recording_path: Path, anchors: Sequence[str], rule: EpisodeRule
+    labels_path: Path,
+    recording_path: Path,
+    anchors: Sequence[str],
+    rule: EpisodeRule,
+    anchor_s: float | None = None,
 ) -> NightResult:
-    """Run our detector and ``anchors`` over one labelled night and score each."""
+    """Run our detector and ``anchors`` over one labelled night and score each.
+
+    The anchors run on an ``anchor_s`` excerpt (:func:`excerpt_window`; the whole night when
+    None); ours runs on the whole night and is scored both on it and, next to the anchors, on
+    their excerpt.
+    """
     from detection.offline import detect_recording
     from simulator.labels import FRAME_FAULT_TYPES, load_labels
     from simulator.recording import read_recording
@@ -175,7 +191,6 @@ def evaluate_night(
         if f.type not in FRAME_FAULT_TYPES
     ]
     name = labels_path.name.removesuffix(".labels.json")
-    detections: dict[str, list[Interval]] = {}
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     result = detect_recording(
@@ -187,25 +202,63 @@ def evaluate_night(
         device_id=labels.device_id,
     )
     seconds[OURS] = time.perf_counter() - t0
-    detections[OURS] = [
+    ours = [
         Interval(
             (e.onset_us - labels.start_us) / 1e6,
             ((e.offset_us if e.offset_us is not None else e.onset_us) - labels.start_us) / 1e6,
         )
         for e in result.episodes
     ]
+    scores = {OURS: score_night(truth, ours, lookalikes, name=name, scenario=labels.scenario)}
+    lo_s, hi_s = excerpt_window(truth, rec.duration_s, anchor_s)
+    excerpt: dict[str, list[Interval]] = {OURS: clip_to(ours, lo_s, hi_s)}
+    emg = rec.emg_uv[round(lo_s * rec.emg_rate_hz) : round(hi_s * rec.emg_rate_hz)]
     for anchor in anchors:
         t0 = time.perf_counter()
-        detections[anchor] = anchor_episodes(anchor, rec.emg_uv, rec.emg_rate_hz, rule)
+        found = anchor_episodes(anchor, emg, rec.emg_rate_hz, rule)
+        excerpt[anchor] = [Interval(lo_s + e.onset_s, lo_s + e.offset_s) for e in found]
         seconds[anchor] = time.perf_counter() - t0
-    scores = {
-        who: score_night(truth, found, lookalikes, name=name, scenario=labels.scenario)
-        for who, found in detections.items()
-    }
-    return NightResult(name, labels.scenario, rec.duration_s, scores, seconds)
+    excerpt_truth = clip_to(truth, lo_s, hi_s)
+    excerpt_lookalikes = [
+        LabelledInterval(item.kind, Interval(max(lo_s, item.interval.onset_s), iv.offset_s))
+        for item in lookalikes
+        for iv in clip_to([item.interval], -math.inf, hi_s)
+        if iv.offset_s > lo_s
+    ]
+    excerpt_scores = (
+        {
+            who: score_night(
+                excerpt_truth, found, excerpt_lookalikes, name=name, scenario=labels.scenario
+            )
+            for who, found in excerpt.items()
+        }
+        if anchors
+        else {}
+    )
+    return NightResult(
+        name, labels.scenario, rec.duration_s, scores, excerpt_scores, hi_s - lo_s, seconds
+    )
 
 
-def _evaluate_pair(args: tuple[Path, Path, tuple[str, ...], EpisodeRule]) -> NightResult:
+def excerpt_window(
+    truth: Sequence[Interval], duration_s: float, length_s: float | None
+) -> tuple[float, float]:
+    """Start and end (s) of the excerpt the anchors run on.
+
+    The whole night when ``length_s`` is None; else ``length_s`` opening a quarter of its
+    length before the first labelled cramp (at the start of a night without one), so that
+    the excerpt holds cramps as well as look-alikes. Every detector is scored on it.
+    """
+    if length_s is None or length_s >= duration_s:
+        return 0.0, duration_s
+    first = min((t.onset_s for t in truth), default=0.0)
+    lo_s = min(max(0.0, first - length_s / 4), duration_s - length_s)
+    return lo_s, lo_s + length_s
+
+
+def _evaluate_pair(
+    args: tuple[Path, Path, tuple[str, ...], EpisodeRule, float | None],
+) -> NightResult:
     return evaluate_night(*args)
 
 
@@ -253,18 +306,22 @@ def eval_report(results: Sequence[NightResult], anchor_names: set[str]) -> dict[
         report["scenarios"][scenario] = summarize(
             [r.scores[OURS] for r in results if r.scenario == scenario]
         )
-    subset = [r for r in results if r.name in anchor_names]
+    subset = [r for r in results if r.name in anchor_names and r.excerpt_scores]
     if subset:
         report["anchor_nights"] = {
-            who: summarize([r.scores[who] for r in subset])
+            who: summarize([r.excerpt_scores[who] for r in subset])
             for who in (OURS, *ANCHORS)
-            if all(who in r.scores for r in subset)
+            if all(who in r.excerpt_scores for r in subset)
         }
+        report["anchor_hours"] = sum(r.excerpt_s for r in subset) / 3600
     hours = sum(r.duration_s for r in results) / 3600
     report["timing"] = {
         who: {
             "seconds": sum(r.seconds[who] for r in results if who in r.seconds),
-            "hours_of_signal": sum(r.duration_s for r in results if who in r.seconds) / 3600,
+            "hours_of_signal": sum(
+                (r.duration_s if who == OURS else r.excerpt_s) for r in results if who in r.seconds
+            )
+            / 3600,
         }
         for who in (OURS, *ANCHORS)
         if any(who in r.seconds for r in results)
@@ -281,7 +338,7 @@ def print_report(report: dict[str, Any]) -> None:
     for scenario, summary in report["scenarios"].items():
         typer.echo(summary_row(f"{OURS} · {scenario}", summary))
     if "anchor_nights" in report:
-        typer.echo("\n## Ours vs anchors on the same nights\n")
+        typer.echo(f"\n## Ours vs anchors on the same signal ({report['anchor_hours']:.1f} h)\n")
         typer.echo(TABLE_HEADER)
         for who, summary in report["anchor_nights"].items():
             typer.echo(summary_row(who, summary))
@@ -296,8 +353,10 @@ def report_json(report: dict[str, Any]) -> dict[str, Any]:
 
     def plain(value: Any) -> Any:
         if isinstance(value, Summary):
-            return {k: (None if isinstance(v, float) and math.isnan(v) else v)
-                    for k, v in asdict(value).items()}
+            return {
+                k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in asdict(value).items()
+            }
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return value
@@ -310,6 +369,7 @@ def run_eval(
     *,
     anchors: Sequence[str] = ANCHORS,
     anchor_nights: int | None = None,
+    anchor_s: float | None = None,
     rule: EpisodeRule | None = None,
     jobs: int = 1,
 ) -> tuple[list[NightResult], set[str]]:
@@ -322,6 +382,8 @@ def run_eval(
         Anchors to run (empty: ours only).
     anchor_nights : int, optional
         Run the anchors on this many nights only, spread over the scenarios (they are slow).
+    anchor_s : float, optional
+        Run the anchors on an excerpt of this length of those nights (:func:`excerpt_window`).
     rule : EpisodeRule, optional
         Minimum-duration rule for the anchors; default from the detector's own rules.
     jobs : int
@@ -334,12 +396,10 @@ def run_eval(
     pairs = find_nights(directory)
     if not pairs:
         raise FileNotFoundError(f"{directory} holds no *.labels.json nights")
-    meta = [
-        (lp.name.removesuffix(".labels.json"), load_labels(lp).scenario) for lp, _ in pairs
-    ]
+    meta = [(lp.name.removesuffix(".labels.json"), load_labels(lp).scenario) for lp, _ in pairs]
     chosen = {n for n, _ in meta} if anchor_nights is None else anchor_subset(meta, anchor_nights)
     tasks = [
-        (lp, rp, tuple(anchors) if name in chosen else (), rule)
+        (lp, rp, tuple(anchors) if name in chosen else (), rule, anchor_s)
         for (lp, rp), (name, _) in zip(pairs, meta, strict=True)
     ]
     if jobs > 1:
@@ -398,6 +458,9 @@ def register(app: typer.Typer) -> None:
         anchor_nights: int | None = typer.Option(
             None, "--anchor-nights", min=1, help="Run the anchors on this many nights only."
         ),
+        anchor_hours: float | None = typer.Option(
+            None, "--anchor-hours", min=0.01, help="Run the anchors on this much of each night."
+        ),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
         json_out: Path | None = typer.Option(None, "--json", help="Also write the report here."),
     ) -> None:
@@ -413,6 +476,7 @@ def register(app: typer.Typer) -> None:
                 directory,
                 anchors=ANCHORS if with_anchors else (),
                 anchor_nights=anchor_nights,
+                anchor_s=None if anchor_hours is None else anchor_hours * 3600,
                 jobs=jobs,
             )
         except (FileNotFoundError, LabelsError, RecordingError, AnchorUnavailable) as exc:

@@ -107,6 +107,10 @@ class MetadataDB:
                 cursor = dbapi_connection.cursor()
                 cursor.execute("PRAGMA foreign_keys=ON")
                 cursor.execute("PRAGMA busy_timeout=5000")
+                # WAL: readers (API, ingest, alerts) never wait for a writer; NORMAL is
+                # durable across application crashes, fsync at checkpoints.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
                 cursor.close()
 
         return engine
@@ -385,7 +389,7 @@ class MetadataDB:
             row = session.get(ApiKey, key_id)
             return None if row is None else _key(row)
 
-    def keys(self) -> list[ApiKeyRecord]:
+    def api_keys(self) -> list[ApiKeyRecord]:
         """Every key's record, oldest first."""
         with self._tx() as session:
             rows = session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.key_id))

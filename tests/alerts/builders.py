@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,8 +33,13 @@ def episode_events(
     mean: float = 5.0,
     start_us: int = NIGHT_START_US,
     site: str = "calf",
+    end_report_delay_s: float = 0.0,
 ) -> list[EpisodeEvent]:
-    """started (at confirmation) / updated (every few s) / ended events of one episode."""
+    """started (at confirmation) / updated (every few s) / ended events of one episode.
+
+    ``end_report_delay_s`` delays the ended event past the offset, as the detector does while
+    it watches whether the wearer gets up.
+    """
     onset_us = start_us + int(onset_s * S)
     confirmed_us = onset_us + int(confirm_after_s * S)
     offset_us = onset_us + int(duration_s * S)
@@ -57,7 +65,8 @@ def episode_events(
     while at_us < offset_us:
         events.append(EpisodeEvent(EventKind.UPDATED, ep(at_us, False), at_us))
         at_us += int(update_every_s * S)
-    events.append(EpisodeEvent(EventKind.ENDED, ep(offset_us, True), offset_us))
+    report_us = offset_us + int(end_report_delay_s * S)
+    events.append(EpisodeEvent(EventKind.ENDED, ep(offset_us, True), report_us))
     return events
 
 
@@ -144,8 +153,10 @@ class WebhookReceiver:
         self,
         port: int,
         respond: Callable[[Hit], int | tuple[int, dict[str, str]]] = lambda hit: 200,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.port = port
+        self.tls = tls
         self.respond = respond
         self.hits: list[Hit] = []
         self._server: ThreadingHTTPServer | None = None
@@ -153,7 +164,8 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     def start(self) -> None:
         receiver = self
@@ -176,6 +188,8 @@ class WebhookReceiver:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -216,3 +230,18 @@ def by_time(streams: list[list[EpisodeEvent]]) -> Iterator[EpisodeEvent]:
     """All events of several streams in device-time order."""
     merged = [e for stream in streams for e in stream]
     return iter(sorted(merged, key=lambda e: (e.at_us, e.episode.device_id)))
+
+
+def self_signed_tls(workdir: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server TLS context for 127.0.0.1 with a fresh self-signed certificate, and its path."""
+    cert, key = workdir / "cert.pem", workdir / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context, cert

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,9 @@ from sqlalchemy import Engine
 from alerts.live import LiveAlertSink
 from alerts.messages import AlertType, CrampAlert
 from detection.events import EpisodeEvent, EventKind, QualityEvent, QualityFlag
+from detection.stream import StreamDetector
+from simulator.night import simulate_night
+from simulator.scenarios import get_scenario
 from tests.alerts.builders import (
     NIGHT_START_US,
     S,
@@ -159,6 +163,38 @@ def test_ended_waits_for_the_merge_gap_plus_confirmation_delay_on_device_time(
     assert [lc.state for lc in sink.lifecycles("dev-b")] == ["resolved"]
 
 
+def test_late_end_reports_neither_merge_separate_cramps_nor_split_a_resumed_one(
+    engine: Engine,
+) -> None:
+    sink = LiveAlertSink(engine, None, merge_gap_s=10.0)
+    a = episode_events("dev-l", 0, 30, end_report_delay_s=60)  # offset 30 s, reported at 90 s
+    b = episode_events("dev-l", 60, 20, end_report_delay_s=60)  # starts 30 s after a's offset
+    c = episode_events("dev-l", 84, 10, end_report_delay_s=60)  # resumes 4 s after b's offset
+    for event in by_time([a, b, c]):
+        sink.handle("dev-l", [event], event.at_us)
+    sink.tick(NIGHT_START_US + 400 * S)
+    lifecycles = sink.lifecycles("dev-l")
+    assert [len(lc.episode_ids) for lc in lifecycles] == [1, 2]
+    ended = [CrampAlert.from_json(r.body) for r in sink.outbox("dev-l")]
+    ended = [e for e in ended if e.type is AlertType.CRAMP_ENDED]
+    assert [(e.duration_s, e.active_s) for e in ended] == [(30.0, 30.0), (34.0, 30.0)]
+
+
+def test_a_cramp_whose_end_is_never_reported_resolves_after_the_end_wait(engine: Engine) -> None:
+    sink = LiveAlertSink(engine, None, merge_gap_s=10.0, end_wait_s=120.0)
+    lost = episode_events("dev-n", 0, 30)[:-1]  # the detector restarted without its state
+    new = episode_events("dev-n", 100, 10)
+    for event in [*lost, *new[:1]]:
+        sink.handle("dev-n", [event], event.at_us)
+    assert [lc.state for lc in sink.lifecycles("dev-n")] == ["closing", "open"]
+    sink.tick(new[0].at_us + 119 * S)
+    assert sink.lifecycles("dev-n")[0].state == "closing"
+    sink.tick(new[0].at_us + 120 * S)
+    first = sink.lifecycles("dev-n")[0]
+    assert first.state == "resolved"
+    assert first.offset_us == lost[-1].at_us  # the last report is the best estimate
+
+
 def test_events_of_another_device_are_dropped_and_an_ended_episode_alone_is_announced(
     engine: Engine,
 ) -> None:
@@ -281,3 +317,101 @@ def test_an_alert_raised_while_the_broker_is_down_is_published_after_it_returns(
         listener.client.loop_stop()
     finally:
         broker.stop()
+
+
+def merged_count(episodes: list[tuple[int, int]], gap_us: int) -> int:
+    """Reference: alerts expected from (onset, offset) episodes with a merge gap."""
+    count, last_offset = 0, None
+    for onset, offset in sorted(episodes):
+        if last_offset is None or onset - last_offset >= gap_us:
+            count += 1
+            last_offset = offset
+        else:
+            last_offset = max(last_offset, offset)
+    return count
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_simulated_night_through_the_stream_detector_alerts_every_cramp_in_time(
+    mosquitto: Mosquitto, engine: Engine
+) -> None:
+    scenario = replace(
+        get_scenario("frequent-cramps"),
+        name="three-cramps",
+        cramps=(3, 3),
+        recurrence_p=0.0,
+        night_walks=(0, 0),
+    )
+    emg_hz, acc_hz = 500.0, 25.0
+    night = simulate_night(
+        np.random.default_rng(4),
+        scenario,
+        duration_s=900,
+        emg_rate_hz=emg_hz,
+        acc_rate_hz=acc_hz,
+        device_id="det-1",
+        start_us=NIGHT_START_US,
+    )
+    rec = night.recording
+    assert rec.acc_g is not None
+    listener = alert_listener(mosquitto.port, "listener-detector")
+    client = connected_client(mosquitto.port, "alerts-detector")
+    sink = LiveAlertSink(engine, client, merge_gap_s=10.0)
+    detector = StreamDetector("det-1")
+    emg_step, acc_step = int(emg_hz * FRAME_US / S), int(acc_hz * FRAME_US / S)
+    episodes: dict[str, tuple[int, int]] = {}
+    handed_us: dict[str, int] = {}
+    frames = rec.emg_uv.shape[0] // emg_step
+    for k in range(frames + 1):
+        start_us = NIGHT_START_US + k * FRAME_US
+        events = []
+        if k < frames:
+            emg = rec.emg_uv[k * emg_step : (k + 1) * emg_step]
+            events += detector.push_emg(emg, start_us, emg_hz)
+            acc = rec.acc_g[k * acc_step : (k + 1) * acc_step]
+            if len(acc):
+                events += detector.push_acc(acc, start_us, acc_hz)
+        else:
+            events += detector.finish()
+        arrival_us = start_us + FRAME_US + LAG_US
+        for event in events:
+            if isinstance(event, EpisodeEvent):
+                if event.kind is EventKind.STARTED:
+                    handed_us.setdefault(event.episode.episode_id, arrival_us)
+                if event.kind is EventKind.ENDED:
+                    assert event.episode.offset_us is not None
+                    episodes[event.episode.episode_id] = (
+                        event.episode.onset_us,
+                        event.episode.offset_us,
+                    )
+        if events:
+            sink.handle("det-1", events, arrival_us)
+        if k % 4 == 3:
+            sink.tick(arrival_us)
+    sink.tick(NIGHT_START_US + 960 * S)
+
+    expected = merged_count(list(episodes.values()), 10 * S)
+
+    wait_for(lambda: len(listener.of_type("cramp.ended", "det-1")) >= expected, 10, what="ended")
+    drain(listener, client, "det-1")
+    started = listener.of_type("cramp.started", "det-1")
+    ended = listener.of_type("cramp.ended", "det-1")
+    assert len(started) == len(ended) == expected
+    cramps = [e for e in night.labels.events if e.type == "cramp"]
+    assert len(cramps) == 3
+    for cramp in cramps:  # every labelled cramp is inside exactly one alert
+        onset_us = NIGHT_START_US + int(cramp.onset_s * S)
+        offset_us = NIGHT_START_US + int(cramp.offset_s * S)
+        covering = [
+            m for m in ended if m.doc["onset_us"] < offset_us and m.doc["offset_us"] > onset_us
+        ]
+        assert len(covering) == 1
+    records = {r.event_id: r for r in sink.outbox("det-1")}
+    for message in started:
+        record = records[message.doc["event_id"]]
+        assert record.published_us is not None
+        simulated_us = handed_us[message.doc["episode_id"]] - message.doc["confirmed_us"]
+        assert simulated_us + record.published_us - record.created_us < 1 * S
+    client.loop_stop()
+    listener.client.loop_stop()

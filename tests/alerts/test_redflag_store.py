@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from alerts.models import AlertOutboxEvent
 from alerts.redflag_store import RedFlagStore
 from alerts.redflags import RedFlagRule
 from alerts.webhooks import DeliveryLog, WebhookSubscription
+from storage.sqlite import SqliteStore
+from tests.alerts.builders import NIGHT_START_US, S, episode_events
 from tests.alerts.test_redflags import AS_OF, night
 from tests.alerts.test_webhooks import Directory
 
@@ -79,3 +82,19 @@ def test_the_raised_event_is_a_valid_document_with_its_nights(engine: Engine) ->
     doc = RedFlagAlert.from_json(body)
     assert (doc.rule, doc.nights, doc.flag_id) == ("sensor_off", (iso(0),), flag.flag_id)
     assert doc.detail["coverage"] == 0.2
+
+
+def test_evaluation_reads_the_nights_from_the_results_store(engine: Engine, tmp_path: Path) -> None:
+    results = SqliteStore(tmp_path / "results.db")
+    try:
+        day_s = 86_400
+        assert NIGHT_START_US // S % day_s == 22 * 3600  # 22:00 UTC on 2025-11-24
+        for n in (0, 2, 3):  # cramps at 23:00 UTC on three of four evenings
+            results.write_events(episode_events("dev-s", n * day_s + 3600, 40))
+        store = RedFlagStore(engine)
+        assert store.evaluate_from_store(results, "dev-s", "2025-11-26") == []  # 2 nights so far
+        [flag] = store.evaluate_from_store(results, "dev-s", "2025-11-27")
+        assert flag.rule is RedFlagRule.FREQUENT_NIGHTS
+        assert flag.nights == ("2025-11-24", "2025-11-26", "2025-11-27")
+    finally:
+        results.close()

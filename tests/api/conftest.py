@@ -117,7 +117,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     metadata.add_device("ann-left", ann.wearer_id, site="left_calf", mvc_uv=400.0)
     metadata.add_device("bob-right", bob.wearer_id, site="right_calf")
     carol = metadata.add_clinician("Dr Carol", clinician_id="carol")
-    dave = metadata.add_clinician("Dr Dave", clinician_id="dave")
+    metadata.add_clinician("Dr Dave", clinician_id="dave")
     grant = metadata.grant(carol.clinician_id, ann.wearer_id, granted_by=Role.WEARER)
     expires = NOW + timedelta(days=30)
     tokens = {
@@ -131,8 +131,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     }
     store_episodes(store, [make_episode("ann-left", t, d) for t, d in ANN_EPISODES])
     store_episodes(
-        store, [make_episode("bob-right", datetime(2026, 11, 22, 5, 0, tzinfo=UTC), 45.0,
-                             site="right_calf")]
+        store,
+        [
+            make_episode(
+                "bob-right", datetime(2026, 11, 22, 5, 0, tzinfo=UTC), 45.0, site="right_calf"
+            )
+        ],
     )
     store.write_series("ann-left", night_series(datetime(2026, 11, 23, 21, 0, tzinfo=UTC), 9))
     app = create_app(store=store, metadata=metadata, clock=clock, rate_limit_per_min=10_000)

@@ -104,7 +104,9 @@ def test_csv_without_time_column_needs_and_uses_the_rate_option(tmp_path: Path) 
         ("this is not a recording", ""),
     ],
 )
-def test_detect_fails_with_one_clear_line(tmp_path: Path, content: str | None, message: str) -> None:
+def test_detect_fails_with_one_clear_line(
+    tmp_path: Path, content: str | None, message: str
+) -> None:
     path = tmp_path / "bad.csv"
     if content is not None:
         path.write_text(content)

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from paho.mqtt.client import topic_matches_sub
 
+from alerts.messages import alerts_topic
 from ingest.broker_auth import (
     SERVICE_ROLES,
     AclRule,
@@ -29,6 +31,8 @@ from ingest.broker_auth import (
     render_password_file,
     verify_password,
 )
+from ingest.intake import DEAD_TOPIC, STATUS_TOPIC, SUBSCRIPTION
+from ingest.protocol import StreamKind, Transport, topic_for
 from tests.servers import require_binary
 
 passwords = st.text(
@@ -221,3 +225,29 @@ def test_bad_password_is_refused(tmp_path: Path, password: str) -> None:
     with pytest.raises(BrokerAuthError) as info:
         add_device_credentials(tmp_path / "passwd", tmp_path / "acl", "dev-a", password=password)
     assert info.value.reason == "bad_password"
+
+
+def _allowed(account: str, access: str, topic: str) -> bool:
+    return any(
+        rule.access in (access, "readwrite") and topic_matches_sub(rule.topic, topic)
+        for rule in SERVICE_ROLES[account]
+    )
+
+
+def test_service_roles_cover_the_topics_the_code_uses() -> None:
+    """What ingest and alerts publish and subscribe to is allowed by their roles' ACL."""
+    assert SUBSCRIPTION in [r.topic for r in SERVICE_ROLES["_ingest"] if r.access == "read"]
+    for topic in (
+        STATUS_TOPIC.format(worker="crampwatch-ingest-0"),
+        DEAD_TOPIC.format(device_id="dev-a"),
+        alerts_topic("dev-a"),
+    ):
+        assert _allowed("_ingest", "write", topic), topic
+    assert _allowed("_alerts", "write", alerts_topic("dev-a"))
+    for device_topic in (
+        topic_for("dev-a", StreamKind.EMG, Transport.SYNC),
+        topic_for("dev-a", StreamKind.ACC, Transport.SYNC),
+    ):
+        assert _allowed("_api", "write", device_topic)
+        assert device_topic in [r.topic for r in device_acl_rules("dev-a")]
+    assert alerts_topic("dev-a") in [r.topic for r in device_acl_rules("dev-a")]

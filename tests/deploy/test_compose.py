@@ -5,15 +5,21 @@ project packages."""
 
 from __future__ import annotations
 
+import copy
+import importlib.resources
+import json
 import re
 import shlex
 import tomllib
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import typer
 import yaml
 
+from crampwatch.cli import build_app
 from crampwatch.commands.init import STACK_ENV, render_env_example
 from crampwatch.settings import load_settings, settings_table
 from tests.deploy.mqtt_helpers import ROOT
@@ -35,6 +41,23 @@ def environment(service: str) -> dict[str, str]:
 def references(text: str) -> list[re.Match[str]]:
     """``${NAME...}`` interpolations, ignoring ``$$`` escapes."""
     return list(REFERENCE.finditer(text.replace("$$", "")))
+
+
+def compose_spec_errors(document: dict[str, Any]) -> list[str]:
+    """Violations of the Compose Specification's JSON schema (as check-jsonschema ships it)."""
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    schema = json.loads(vendor.joinpath("compose-spec.json").read_text())
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def test_compose_file_follows_the_compose_specification() -> None:
+    assert compose_spec_errors(COMPOSE) == []
+    broken = copy.deepcopy(COMPOSE)
+    broken["services"]["api"]["restrat"] = "always"
+    (error,) = compose_spec_errors(broken)
+    assert "'restrat' was unexpected" in error
 
 
 def test_all_services_present() -> None:
@@ -190,7 +213,7 @@ def test_scaled_ingest_derives_worker_index() -> None:
     env = environment("ingest")
     assert "container_name" not in ingest and "hostname" not in ingest
     assert ingest["entrypoint"] == ["crampwatch-replica", "crampwatch"]
-    assert ingest["command"] == ["ingest"]
+    assert ingest["command"] == ["serve", "--no-api"]
     assert str(ingest["deploy"]["replicas"]) == "${INGEST_REPLICAS:-1}"
     assert env["CRAMPWATCH_INGEST_WORKER_COUNT"] == "${INGEST_REPLICAS:-1}"
     assert "CRAMPWATCH_INGEST_WORKER_INDEX" not in env
@@ -290,3 +313,25 @@ def test_dockerignore_keeps_secrets_and_state_out() -> None:
     assert {".env", ".git", ".venv", "crampwatch-data"} <= ignored
     copied_roots = {"deploy", "pyproject.toml", "README.md", "crampwatch", "ingest"}
     assert not copied_roots & ignored
+
+
+def test_app_service_commands_exist_in_the_cli() -> None:
+    """The commands compose runs are real ``crampwatch`` commands with those options."""
+    group = typer.main.get_command(build_app())
+    commands = getattr(group, "commands", {})
+    for service in APP_SERVICES:
+        name, *args = SERVICES[service]["command"]
+        command = commands.get(name)
+        assert command is not None, f"{service}: crampwatch {name} does not exist"
+        options = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+        for arg in args:
+            if arg.startswith("--"):
+                assert arg in options, f"{service}: crampwatch {name} has no {arg}"
+
+
+def test_serve_services_stop_with_sigint() -> None:
+    """``crampwatch serve`` shuts its stages down cleanly on Ctrl-C (SIGINT), not on SIGTERM."""
+    for service in ("ingest", "api"):
+        assert SERVICES[service]["command"][0] == "serve"
+        assert SERVICES[service]["stop_signal"] == "SIGINT"
+        assert SERVICES[service]["init"] is True  # tini forwards the signal to crampwatch

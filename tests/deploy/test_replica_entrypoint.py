@@ -14,7 +14,10 @@ from types import ModuleType
 
 import pytest
 
+from crampwatch.commands.ingest import broker_config
+from crampwatch.settings import load_settings
 from ingest.broker_auth import add_service_account
+from ingest.intake import STATUS_TOPIC
 from tests.deploy.mqtt_helpers import ROOT, connect, start_broker
 
 SCRIPT = ROOT / "deploy" / "replica_entrypoint.py"
@@ -181,3 +184,26 @@ def test_worker_health_follows_the_retained_status(tmp_path: Path, auth_dir: Pat
         assert result.returncode == 1 and "'offline'" in result.stderr
     finally:
         broker.stop()
+
+
+def test_health_check_reads_the_topic_the_worker_publishes() -> None:
+    """Same worker name and status topic as ``crampwatch ingest`` derives from the settings."""
+    env = {
+        "CRAMPWATCH_BROKER_URL": "mqtt://mosquitto:1883",
+        "CRAMPWATCH_BROKER_CLIENT_ID": "crampwatch-ingest",
+        "CRAMPWATCH_INGEST_WORKER_COUNT": "3",
+        "CRAMPWATCH_INGEST_WORKER_INDEX": "2",
+    }
+    settings = load_settings(None, env)
+    worker = broker_config(settings, settings.ingest.worker_index)
+    assert health.worker_name(env) == worker.client_id
+    assert health.STATUS_TOPIC.format(worker=worker.client_id) == STATUS_TOPIC.format(
+        worker=worker.client_id
+    )
+
+
+def test_missing_replicas_are_named() -> None:
+    assert replica.missing_replicas("crampwatch-ingest-", 3, compose_dns(3)) == []
+    assert replica.missing_replicas("crampwatch-ingest-", 3, compose_dns(2)) == [
+        "crampwatch-ingest-3"
+    ]

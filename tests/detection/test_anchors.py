@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -80,7 +82,7 @@ def test_rule_output_is_sorted_disjoint_and_long_enough(
     rule = EpisodeRule(min_duration_s=min_s, merge_gap_s=gap_s)
     found = activity_to_episodes(np.array(bits, dtype=bool), 10.0, rule)
     assert all(e.offset_s - e.onset_s >= min_s for e in found)
-    assert all(b.onset_s - a.offset_s >= gap_s for a, b in zip(found, found[1:], strict=False))
+    assert all(b.onset_s - a.offset_s >= gap_s for a, b in itertools.pairwise(found))
     # Every active sample inside a kept episode; nothing kept outside active spans' hull.
     active_t = np.flatnonzero(bits) / 10.0
     for e in found:

@@ -151,7 +151,12 @@ def test_low_frequency_artifact_without_emg_spectrum_is_rejected() -> None:
     t = np.arange(x.shape[0]) / 1000.0
     # 25 Hz electrode wobble: passes the band-pass edge but has no EMG spectrum
     x = x + np.where((t > 20) & (t < 30), 60.0 * np.sin(2 * np.pi * 25.0 * t), 0.0)
-    assert detect_recording(x, 1000.0).episodes == []
+    result = detect_recording(x, 1000.0)
+    assert result.episodes == []
+    [artifact] = [q for q in result.quality if q.flag is QualityFlag.MOTION_ARTIFACT]
+    assert artifact.end_us is not None
+    assert abs(artifact.start_us - 20_000_000) <= 500_000
+    assert abs(artifact.end_us - 30_000_000) <= 1_000_000
 
 
 def test_mvc_calibration_gives_percent_mvc() -> None:
@@ -196,3 +201,31 @@ def test_stricter_config_is_respected() -> None:
     strict = DetectorConfig(on_ratio=20.0, off_ratio=10.0, back_ratio=5.0)
     assert detect_recording(night.emg_uv, 1000.0, config=strict).episodes == []
     assert len(detect_recording(night.emg_uv, 1000.0).episodes) == 1
+
+
+def test_stretching_after_a_cramp_is_not_a_new_cramp() -> None:
+    rng = np.random.default_rng(23)
+    x = synth.rest(rng, 120.0, 1000.0)
+    x = synth.add_burst(rng, x, 1000.0, 20.0, 30.0, 200.0)
+    x = synth.add_burst(rng, x, 1000.0, 65.0, 25.0, 30.0, ramp_s=3.0, taper_s=3.0)  # stretching
+    acc = synth.accelerometer(rng, 120.0, ACC_RATE)
+    [episode] = detect_recording(x, 1000.0, acc, ACC_RATE).episodes
+    assert abs(episode.onset_us / 1e6 - 20.0) <= 0.5
+
+
+def test_a_strong_recurrence_soon_after_a_cramp_is_a_new_cramp() -> None:
+    rng = np.random.default_rng(24)
+    x = synth.rest(rng, 120.0, 1000.0)
+    x = synth.add_burst(rng, x, 1000.0, 20.0, 30.0, 200.0)
+    x = synth.add_burst(rng, x, 1000.0, 65.0, 25.0, 250.0)
+    acc = synth.accelerometer(rng, 120.0, ACC_RATE)
+    episodes = detect_recording(x, 1000.0, acc, ACC_RATE).episodes
+    assert [round(e.onset_us / 1e6) for e in episodes] == [20, 65]
+
+
+def test_a_cramp_whose_foot_moves_after_onset_is_still_a_cramp() -> None:
+    rng = np.random.default_rng(25)
+    night = synth.cramp_night(rng, onset_s=20.0, cramp_s=30.0, duration_s=60.0, amplitude_uv=60.0)
+    acc = synth.kick(rng, night.acc_g, ACC_RATE, 21.5, 20.0)  # the contraction moves the foot
+    [episode] = detect_recording(night.emg_uv, 1000.0, acc, ACC_RATE).episodes
+    assert episode.movement is Movement.MOVING

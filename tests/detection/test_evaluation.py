@@ -14,6 +14,7 @@ from detection.evaluation import (
     EvaluationError,
     Interval,
     LabelledInterval,
+    clip_to,
     match_events,
     score_night,
     summarize,
@@ -175,3 +176,9 @@ def test_scores_are_bounded_and_f1_is_their_harmonic_mean(
         assert math.isnan(value) or 0.0 <= value <= 1.0
     if s.true_positives:
         assert s.f1 == pytest.approx(2 * s.precision * s.recall / (s.precision + s.recall))
+
+
+def test_clip_to_keeps_what_starts_inside_the_excerpt_and_cuts_its_end() -> None:
+    found = [iv(5, 20), iv(40, 70), iv(90, 95), iv(100, 130)]
+    assert clip_to(found, 10, 100) == [iv(40, 70), iv(90, 95)]
+    assert clip_to(found, 0, 60) == [iv(5, 20), iv(40, 60)]

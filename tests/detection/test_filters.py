@@ -37,19 +37,32 @@ def test_upper_edge_is_clamped_below_nyquist_at_500_hz() -> None:
     assert _gain(design.bandpass_sos, 240.0, 500.0) < 0.5
 
 
-@pytest.mark.parametrize("hz", [50.0, 60.0])
+@pytest.mark.parametrize("hz", [50.0, 60.0, 150.0, 180.0])
 def test_notch_attenuates_mains_by_more_than_30_db(hz: float) -> None:
     design = _design(1000.0)
     assert _gain(design.notch_sos, hz, 1000.0) < 10 ** (-30 / 20)
     assert _gain(design.notch_sos, 100.0, 1000.0) > 0.95
     assert _gain(design.notch_sos, 80.0, 1000.0) > 0.9
+    assert _gain(design.notch_sos, 250.0, 1000.0) > 0.9
+
+
+def test_notches_above_the_band_are_skipped() -> None:
+    design = design_emg_filters(
+        500.0,
+        low_hz=20.0,
+        high_hz=450.0,
+        nyquist_fraction=0.45,
+        notch_hz=(60.0, 180.0, 300.0),
+        notch_q=30.0,
+    )
+    assert design.notch_sos.shape[0] == 2
 
 
 def test_mains_settings_map_to_notches() -> None:
-    assert mains_frequencies_hz("auto") == (50.0, 60.0)
-    assert mains_frequencies_hz("both") == (50.0, 60.0)
-    assert mains_frequencies_hz(50) == (50.0,)
-    assert mains_frequencies_hz("60") == (60.0,)
+    assert mains_frequencies_hz("auto") == (50.0, 60.0, 150.0, 180.0)
+    assert mains_frequencies_hz("both") == (50.0, 60.0, 150.0, 180.0)
+    assert mains_frequencies_hz(50) == (50.0, 150.0)
+    assert mains_frequencies_hz("60") == (60.0, 180.0)
     assert mains_frequencies_hz("off") == ()
     assert mains_frequencies_hz(None) == ()
     with pytest.raises(DetectorError, match="mains_hz"):
@@ -58,20 +71,20 @@ def test_mains_settings_map_to_notches() -> None:
 
 def test_carried_state_filters_chunks_exactly_like_one_call() -> None:
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((5000, 2)) * 10 + 300
+    x = rng.standard_normal((2, 5000)) * 10 + 300
     design = _design(1000.0)
-    zi = steady_state(design.bandpass_sos, x[0])
+    zi = steady_state(design.bandpass_sos, x[:, 0])
     whole, _ = apply_sos(design.bandpass_sos, x, zi)
     parts = []
-    state = steady_state(design.bandpass_sos, x[0])
+    state = steady_state(design.bandpass_sos, x[:, 0])
     for lo, hi in [(0, 1), (1, 333), (333, 334), (334, 4000), (4000, 5000)]:
-        y, state = apply_sos(design.bandpass_sos, x[lo:hi], state)
+        y, state = apply_sos(design.bandpass_sos, x[:, lo:hi], state)
         parts.append(y)
-    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), whole)
 
 
 def test_steady_state_start_has_no_step_transient() -> None:
-    x = np.full((2000, 1), 5000.0)  # a large electrode offset
+    x = np.full((1, 2000), 5000.0)  # a large electrode offset
     design = _design(1000.0)
-    y, _ = apply_sos(design.bandpass_sos, x, steady_state(design.bandpass_sos, x[0]))
+    y, _ = apply_sos(design.bandpass_sos, x, steady_state(design.bandpass_sos, x[:, 0]))
     assert np.max(np.abs(y)) < 1e-6

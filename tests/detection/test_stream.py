@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ def busy_night() -> tuple[np.ndarray, np.ndarray]:
     x = synth.add_burst(rng, x, EMG_RATE, 30.0, 5.0, 150.0, ramp_s=0.3, taper_s=0.5)
     for k in range(4):
         x = synth.add_burst(rng, x, EMG_RATE, 40.0 + 1.3 * k, 0.3, 200.0, ramp_s=0.05, taper_s=0.05)
-    x = synth.add_burst(rng, x, EMG_RATE, 52.0, 12.0, 40.0)
+    x = synth.add_burst(rng, x, EMG_RATE, 52.0, 12.0, 100.0)
     x = x + synth.mains(x.shape[0], EMG_RATE, 50.0, 20.0) * (np.arange(x.shape[0]) > 45_000)
     x[68_000:71_000] = 0.0
     acc = synth.accelerometer(rng, 75.0, ACC_RATE)
@@ -42,12 +43,12 @@ def stream_in_chunks(
     detector = StreamDetector("dev-1")
     pushes = []
     bounds = [0, *sorted(set(emg_cuts)), emg.shape[0]]
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         if hi > lo:
             pushes.append((lo / EMG_RATE, 1, lo, hi))
     if acc is not None:
         bounds = [0, *sorted(set(acc_cuts)), acc.shape[0]]
-        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
+        for lo, hi in itertools.pairwise(bounds):
             if hi > lo:
                 pushes.append((lo / ACC_RATE, 0, lo, hi))
     events: list[DetectorEvent] = []
@@ -152,8 +153,7 @@ def test_confirmation_and_updates_come_in_device_time_order() -> None:
             and e.episode.episode_id == event.episode.episode_id
         ]
         assert all(
-            b - a == pytest.approx(5_000_000, abs=60_000)
-            for a, b in zip(updates, updates[1:], strict=False)
+            b - a == pytest.approx(5_000_000, abs=60_000) for a, b in itertools.pairwise(updates)
         )
 
 
@@ -181,3 +181,72 @@ def test_a_gap_ends_an_open_episode_with_the_gap_flag() -> None:
     ended = [e.episode for e in events if isinstance(e, EpisodeEvent) and e.kind is EventKind.ENDED]
     assert ended[0].offset_us == 50_000_000
     assert QualityFlag.GAP in ended[0].quality_flags
+
+
+SEGMENT_GAP_US = 7_300_000  # the device was off for 7.3 s
+
+
+@functools.cache
+def gappy_night() -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """512 Hz EMG + 12.5 Hz ACC in two segments; a cramp runs into the gap."""
+    rng = np.random.default_rng(99)
+    segments = []
+    start = T0_US
+    for duration_s, cramp_at_s in ((40.0, 30.0), (35.0, 5.0)):
+        x = synth.rest(rng, duration_s, 512.0, rest_uv=4.0)
+        x = synth.add_burst(rng, x, 512.0, cramp_at_s, 15.0, 70.0)
+        acc = synth.accelerometer(rng, duration_s, 12.5)
+        segments.append((start, x, acc))
+        start += round(duration_s * 1e6) + SEGMENT_GAP_US
+    return segments
+
+
+def stream_segments(parts: list[tuple[list[int], list[int]]]) -> list[DetectorEvent]:
+    detector = StreamDetector("dev-2", mains_hz="60")
+    events: list[DetectorEvent] = []
+    for (start, emg, acc), (emg_cuts, acc_cuts) in zip(gappy_night(), parts, strict=True):
+        pushes = []
+        for cuts, data, rate, kind in ((emg_cuts, emg, 512.0, 1), (acc_cuts, acc, 12.5, 0)):
+            bounds = sorted({0, *[c for c in cuts if 0 < c < data.shape[0]], data.shape[0]})
+            for lo, hi in itertools.pairwise(bounds):
+                pushes.append((lo / rate, kind, lo, hi, data, rate))
+        for _, kind, lo, hi, data, rate in sorted(pushes, key=lambda p: (p[0], p[1])):
+            t = start + round(lo * 1e6 / rate)
+            push = detector.push_emg if kind else detector.push_acc
+            events.extend(push(data[lo:hi], t, rate))
+    return events + detector.finish()
+
+
+@st.composite
+def segment_chunkings(draw: st.DrawFn) -> list[tuple[list[int], list[int]]]:
+    parts = []
+    for _, emg, acc in gappy_night():
+        step = draw(st.sampled_from([100, 512, 1500]))
+        extra = draw(st.lists(st.integers(1, emg.shape[0] - 1), max_size=10))
+        acc_step = draw(st.sampled_from([1, 12, 30]))
+        parts.append(
+            (
+                [*range(step, emg.shape[0], step), *extra],
+                list(range(acc_step, acc.shape[0], acc_step)),
+            )
+        )
+    return parts
+
+
+def test_gappy_night_reference() -> None:
+    reference = stream_segments([([], []), ([], [])])
+    gaps = [e for e in reference if isinstance(e, QualityEvent) and e.flag is QualityFlag.GAP]
+    assert [(g.start_us - T0_US, g.end_us - T0_US) for g in gaps] == [(40_000_000, 47_300_000)]
+    ended = [
+        e.episode for e in reference if isinstance(e, EpisodeEvent) and e.kind is EventKind.ENDED
+    ]
+    assert len(ended) == 2
+    assert ended[0].offset_us == T0_US + 40_000_000 and QualityFlag.GAP in ended[0].quality_flags
+
+
+@settings(max_examples=10, deadline=None)
+@given(segment_chunkings())
+def test_chunking_invariance_across_a_gap_at_512_hz(
+    parts: list[tuple[list[int], list[int]]],
+) -> None:
+    assert stream_segments(parts) == stream_segments([([], []), ([], [])])

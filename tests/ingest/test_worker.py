@@ -1,32 +1,48 @@
-"""The ingest worker against a real mosquitto: dead letters, live + sync, scale-out, broker
-restart, and the frames/s one worker sustains."""
+"""The ingest worker against a real mosquitto with the real detector and SQLite store: dead
+letters, live + sync, scale-out, broker restart, back-pressure and store outage, throughput."""
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 import time
 import uuid
+import zlib
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from detection.events import DetectorEvent, EpisodeEvent, EventKind
+from detection.events import DetectorEvent, EpisodeEvent, EventKind, SeriesPoint
+from ingest.detectors import StreamDetectorFactory
 from ingest.intake import BrokerConfig, owner_of
-from ingest.protocol import StreamKind, Transport, decode, encode_json, make_frame, topic_for
-from ingest.worker import IngestWorker
+from ingest.protocol import (
+    SampleType,
+    StreamKind,
+    Transport,
+    decode,
+    encode_binary,
+    encode_json,
+    make_frame,
+    topic_for,
+)
+from ingest.worker import IngestWorker, wall_clock_us
+from storage.base import StoreUnavailable
+from storage.sqlite import SqliteStore
 from tests.ingest.support import (
+    DAY_US,
     NIGHT_START_US,
-    BinDetector,
-    BinDetectorFactory,
     Collector,
     Message,
-    ResultStore,
-    night_messages,
+    SimNight,
     publish,
+    sim_night,
+    stored_episodes,
+    stored_series,
 )
 from tests.servers import Mosquitto, wait_for
 
@@ -53,34 +69,32 @@ class EventLog:
             ]
 
 
-def reference(messages: Sequence[Message], device_id: str) -> tuple[list[tuple[int, int]], int]:
-    """Episodes (onset, offset) and series points of the night pushed once, in order."""
-    detector = BinDetector(device_id)
-    events: list[DetectorEvent] = []
-    frames = sorted((decode(m.payload) for m in messages), key=lambda f: (f.start_us, f.kind))
-    for f in frames:
-        push = detector.push_emg if f.kind is StreamKind.EMG else detector.push_acc
-        events += push(f.physical(), f.start_us, f.rate_hz)
-    events += detector.finish()
-    ended = [
-        (e.episode.onset_us, e.episode.offset_us)
-        for e in events
-        if isinstance(e, EpisodeEvent) and e.kind is EventKind.ENDED
-    ]
-    return ended, len(detector.pop_series())  # type: ignore[misc]
+class SlowFlakyStore(SqliteStore):
+    """The real SQLite store with slow series writes and a few injected outages."""
+
+    delay_s = 0.0
+    failures_left = 0
+
+    def write_series(self, device_id: str, points: Sequence[SeriesPoint]) -> None:
+        time.sleep(self.delay_s)
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            raise StoreUnavailable("injected outage")
+        super().write_series(device_id, points)
 
 
 @pytest.fixture
-def make_worker(tmp_path: Path) -> Iterator[Callable[..., IngestWorker]]:
+def make_worker(tmp_path: Path, store: SqliteStore) -> Iterator[Callable[..., IngestWorker]]:
+    """Builds started workers (real detector) and stops them before the store closes."""
     workers: list[IngestWorker] = []
 
-    def build(port: int, store: ResultStore, name: str = "w", **options: object) -> IngestWorker:
+    def build(port: int, store: SqliteStore, name: str = "w", **options: object) -> IngestWorker:
         options = {"idle_flush_s": 0.5, "finish_after_s": 2.0, "health_interval_s": 0.2, **options}
         broker = BrokerConfig("127.0.0.1", port, f"{name}-{uuid.uuid4().hex[:8]}")
         worker = IngestWorker(
             broker,
             store,
-            BinDetectorFactory(),
+            StreamDetectorFactory(),
             tmp_path / name,
             **options,  # type: ignore[arg-type]
         )
@@ -95,6 +109,13 @@ def make_worker(tmp_path: Path) -> Iterator[Callable[..., IngestWorker]]:
             worker.stop()
 
 
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteStore]:
+    results = SqliteStore(tmp_path / "results.sqlite3")
+    yield results
+    results.close()
+
+
 def own_broker(workdir: Path) -> Mosquitto:
     """A broker this test restarts. Started as root, mosquitto drops to the ``mosquitto`` user
     and cannot write its persistence file in a root-owned temp dir, so sessions would not
@@ -105,208 +126,201 @@ def own_broker(workdir: Path) -> Mosquitto:
     return broker
 
 
-def store_at(tmp_path: Path, name: str = "results.sqlite") -> ResultStore:
-    return ResultStore(tmp_path / name)
-
-
 def pairs(messages: Sequence[Message]) -> list[tuple[str, bytes]]:
     return [(m.topic, m.payload) for m in messages]
 
 
-def test_malformed_frames_are_dead_lettered_and_good_frames_all_processed(
-    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], tmp_path: Path
-) -> None:
-    rng = np.random.default_rng(5)
-    device = f"dl-{uuid.uuid4().hex[:6]}"
-    good = night_messages(device, rng, duration_s=120, episodes_s=[(30, 8), (90, 6)])
-    valid = good[0].payload
-    crc_fixed = _bad_variants(valid)
-    emg_topic = topic_for(device, StreamKind.EMG)
-    bad: list[tuple[str, bytes, str]] = []
-    for i in range(1000):
-        reason = (
-            "too_large"
-            if i < 10
-            else [
-                "bad_crc",
-                "unsupported_version",
-                "bad_rate",
-                "nan",
-                "bad_topic",
-                "truncated",
-                "bad_magic",
-                "unregistered",
-            ][i % 8]
-        )
-        if reason == "too_large":
-            bad.append((emg_topic, b"CW" + bytes(1 << 20), reason))
-        elif reason == "bad_topic":
-            bad.append((f"crampwatch/v1/{device}/eeg", valid, reason))
-        elif reason == "unregistered":
-            bad.append((topic_for("intruder-1", StreamKind.EMG), valid, reason))
-        elif reason == "nan":
-            doc = json.loads(encode_json(decode(valid)))
-            bad.append((emg_topic, json.dumps(doc).replace("[", "[NaN,", 2).encode()[:], reason))
-        else:
-            bad.append((emg_topic, crc_fixed[reason], reason))
-    stream: list[tuple[str, bytes]] = []
-    for i, message in enumerate(good):
-        stream.append((message.topic, message.payload))
-        stream.extend((t, p) for t, p, _ in bad[i * 5 : i * 5 + 5])
-    stream.extend((t, p) for t, p, _ in bad[len(good) * 5 :])
-    store = store_at(tmp_path)
-    dead = Collector(mosquitto.port, "crampwatch/v1/_dead/#")
-    worker = make_worker(mosquitto.port, store, is_registered=lambda d: d != "intruder-1")
-    publish(mosquitto.port, stream)
-    wait_for(lambda: worker.stats().dead_letters >= 1000, 60, what="dead letters")
-    expected_episodes, expected_series = reference(good, device)
-    wait_for(lambda: store.series_count(device) == expected_series, 30, what="series")
-    wait_for(lambda: len(store.episode_rows(device)) == len(expected_episodes), 10)
-    assert store.episode_rows(device) == expected_episodes
-    rows = store.rows("SELECT reason, count(*) FROM dead GROUP BY reason")
-    expected_reasons: dict[str, int] = {}
-    for _, _, reason in bad:
-        expected_reasons[reason] = expected_reasons.get(reason, 0) + 1
-    assert dict(rows) == expected_reasons
-    wait_for(lambda: len(dead.messages) >= 1000, 20, what="published dead letters")
-    dead.close()
-    published = [json.loads(p) for _, p in dead.messages]
-    assert sorted(d["reason"] for d in published) == sorted(r for _, _, r in bad)
-    stats = worker.stats()
-    assert stats.frames_released == len(good) and stats.dead_letters == 1000
-    health = {(h.device_id, h.stream): h for h in worker.health_snapshot()}
-    assert health[(device, "emg")].frames == 120
-    on_emg_topic = sum(1 for topic, _, _ in bad if topic == emg_topic)
-    assert health[(device, "emg")].dead_letters == on_emg_topic
+def wait_for_night(store: SqliteStore, night: SimNight, timeout_s: float = 30) -> None:
+    """Until the device's episodes and 1 Hz series are all stored."""
+    wait_for(
+        lambda: (
+            stored_episodes(store, night.device_id) == night.episodes
+            and stored_series(store, night.device_id, night.duration_s) == night.series_points
+        ),
+        timeout_s,
+        what=f"the night of {night.device_id}",
+    )
 
 
-def _bad_variants(valid: bytes) -> dict[str, bytes]:
-    import struct
-    import zlib
+def sealed(body: bytes) -> bytes:
+    return body + struct.pack("<I", zlib.crc32(body))
 
-    def sealed(body: bytes) -> bytes:
-        return body + struct.pack("<I", zlib.crc32(body))
 
+def malformed(valid: bytes) -> dict[str, bytes]:
+    """Payloads that must be rejected, by the reason they must be rejected with."""
     body = valid[:-4]
+    doc = encode_json(decode(valid)).decode()
     return {
-        "bad_crc": valid[:-4] + bytes(4),
+        "bad_crc": body + bytes(4),
         "unsupported_version": sealed(body[:2] + b"\x07" + body[3:]),
         "bad_rate": sealed(body[:8] + struct.pack("<I", 9_000_000) + body[12:]),
         "truncated": valid[:30],
         "bad_magic": b"ZZ" + valid[2:],
+        "nan": doc.replace('"samples":[[', '"samples":[[NaN],[', 1).encode(),
+        "too_large": b"CW" + bytes(1 << 20),
     }
+
+
+def test_malformed_frames_are_dead_lettered_and_good_frames_all_processed(
+    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], store: SqliteStore
+) -> None:
+    device = f"dl-{uuid.uuid4().hex[:6]}"
+    good = sim_night(device, 5, duration_s=120)
+    variants = malformed(good.messages[0].payload)
+    emg_topic = topic_for(device, StreamKind.EMG)
+    rotation = [*(r for r in variants if r != "too_large"), "bad_topic", "unregistered"]
+    bad: list[tuple[str, bytes, str]] = []
+    for i in range(1000):
+        reason = "too_large" if i < 10 else rotation[i % len(rotation)]
+        if reason == "bad_topic":
+            bad.append((f"crampwatch/v1/{device}/eeg", good.messages[0].payload, reason))
+        elif reason == "unregistered":
+            bad.append((topic_for("intruder-1", StreamKind.EMG), good.messages[0].payload, reason))
+        else:
+            bad.append((emg_topic, variants[reason], reason))
+    stream: list[tuple[str, bytes]] = []
+    per_good = len(bad) // len(good.messages) + 1
+    for i, message in enumerate(good.messages):
+        stream.append((message.topic, message.payload))
+        stream.extend((t, p) for t, p, _ in bad[i * per_good : (i + 1) * per_good])
+    dead = Collector(mosquitto.port, "crampwatch/v1/_dead/#")
+    worker = make_worker(mosquitto.port, store, is_registered=lambda d: d != "intruder-1")
+    publish(mosquitto.port, stream)
+    wait_for(lambda: worker.stats().dead_letters >= 1000, 60, what="dead letters")
+    wait_for_night(store, good)
+    now = wall_clock_us()
+    letters = store.dead_letters(None, now - DAY_US, now + DAY_US, limit=5000)
+    assert Counter(d.reason for d in letters) == Counter(r for _, _, r in bad)
+    wait_for(lambda: len(dead.messages) >= 1000, 20, what="published dead letters")
+    dead.close()
+    assert Counter(json.loads(p)["reason"] for _, p in dead.messages) == Counter(
+        r for _, _, r in bad
+    )
+    stats = worker.stats()
+    assert stats.frames_released == len(good.messages) and stats.dead_letters == 1000
+    health = {(h.device_id, h.stream): h for h in worker.health_snapshot()}
+    assert health[(device, "emg")].frames == 120
+    assert health[(device, "emg")].samples == good.emg_samples
+    on_emg_topic = sum(1 for topic, _, _ in bad if topic == emg_topic)
+    assert health[(device, "emg")].dead_letters == on_emg_topic
 
 
 def test_live_then_bulk_sync_has_no_duplicates_and_sync_alone_gives_the_same_night(
-    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], tmp_path: Path
+    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], store: SqliteStore
 ) -> None:
-    rng_seed = 11
     tag = uuid.uuid4().hex[:6]
-    live_dev, sync_dev = f"live-{tag}", f"sync-{tag}"
-    episodes = [(40, 10), (200, 7), (290, 5)]
-    live = night_messages(
-        live_dev, np.random.default_rng(rng_seed), duration_s=300, episodes_s=episodes
-    )
-    resync = night_messages(
-        live_dev,
-        np.random.default_rng(rng_seed),
-        duration_s=300,
-        episodes_s=episodes,
-        transport=Transport.SYNC,
-    )
-    sync = night_messages(
-        sync_dev,
-        np.random.default_rng(rng_seed),
-        duration_s=300,
-        episodes_s=episodes,
-        transport=Transport.SYNC,
-    )
-    order = np.random.default_rng(3).permutation(len(sync))
+    live = sim_night(f"live-{tag}", 3, duration_s=300)
+    resync = sim_night(f"live-{tag}", 3, duration_s=300, transport=Transport.SYNC)
+    synced = sim_night(f"sync-{tag}", 3, duration_s=300, transport=Transport.SYNC)
+    order = np.random.default_rng(3).permutation(len(synced.messages))
     log = EventLog()
-    store = store_at(tmp_path)
     worker = make_worker(mosquitto.port, store, sinks=[log], reorder_window_s=2.0)
-    publish(mosquitto.port, pairs(live))
-    expected, series = reference(live, live_dev)
-    wait_for(lambda: len(log.ended(live_dev)) == len(expected), 30, what="live episodes")
-    publish(mosquitto.port, pairs([resync[i] for i in order]) + pairs([sync[i] for i in order]))
-    wait_for(lambda: len(log.ended(sync_dev)) == len(expected), 30, what="synced episodes")
-    wait_for(lambda: worker.stats().duplicates >= len(resync), 10, what="duplicates")
-    assert worker.stats().duplicates == len(resync)
-    assert len(log.ended(live_dev)) == len(expected)  # nothing new from the re-sync
-    assert store.episode_rows(live_dev) == store.episode_rows(sync_dev) == expected
-    for device in (live_dev, sync_dev):  # the last second closes when the detector finishes
-        wait_for(lambda d=device: store.series_count(d) == series, 10, what="series")
+    publish(mosquitto.port, pairs(live.messages))
+    wait_for_night(store, live)
+    publish(
+        mosquitto.port,
+        pairs([resync.messages[i] for i in order]) + pairs([synced.messages[i] for i in order]),
+    )
+    wait_for_night(store, synced)
+    wait_for(lambda: worker.stats().duplicates >= len(resync.messages), 10, what="duplicates")
+    assert worker.stats().duplicates == len(resync.messages)
+    assert len(log.ended(live.device_id)) == len(live.episodes)  # nothing new from the re-sync
+    assert len(log.ended(synced.device_id)) == len(synced.episodes) >= 2
+    assert stored_episodes(store, live.device_id) == live.episodes
 
 
 def test_two_workers_share_devices_and_every_episode_comes_out_once(
-    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], tmp_path: Path
+    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], store: SqliteStore
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    devices = [f"d{i}-{tag}" for i in range(8)]
-    assert {owner_of(d, 2) for d in devices} == {0, 1}
-    nights = {
-        d: night_messages(
-            d, np.random.default_rng(i), duration_s=60, episodes_s=[(10 + i, 5), (40, 4 + i % 3)]
-        )
-        for i, d in enumerate(devices)
-    }
+    nights = [sim_night(f"d{i}-{tag}", i, duration_s=120) for i in range(6)]
+    assert {owner_of(n.device_id, 2) for n in nights} == {0, 1}
     log = EventLog()
-    store = store_at(tmp_path)
     workers = [
         make_worker(mosquitto.port, store, f"w{i}", sinks=[log], worker_index=i, worker_count=2)
         for i in range(2)
     ]
-    interleaved = [m for group in zip(*nights.values(), strict=True) for m in group]
+    interleaved = [m for group in zip(*(n.messages for n in nights), strict=True) for m in group]
     publish(mosquitto.port, pairs(interleaved))
-    for device, messages in nights.items():
-        expected, _ = reference(messages, device)
-        wait_for(lambda d=device, n=len(expected): len(log.ended(d)) >= n, 30, what=device)
+    for night in nights:
+        wait_for_night(store, night)
+        wait_for(lambda n=night: len(log.ended(n.device_id)) >= len(n.episodes), 10)
     time.sleep(0.5)  # a second copy would come from the other worker's session within this
-    for device, messages in nights.items():
-        expected, _ = reference(messages, device)
-        ended = log.ended(device)
-        assert len(ended) == len(set(ended)) == len(expected), device
-        assert store.episode_rows(device) == expected
+    for night in nights:
+        ended = log.ended(night.device_id)
+        assert len(ended) == len(set(ended)) == len(night.episodes) >= 1, night.device_id
     for i, worker in enumerate(workers):
-        seen = {r.device_id for r in worker.health_snapshot()}
-        assert seen == {d for d in devices if owner_of(d, 2) == i}
-        assert worker.stats().not_owned == len(interleaved) - sum(len(nights[d]) for d in seen)
+        mine = {n.device_id for n in nights if owner_of(n.device_id, 2) == i}
+        assert {r.device_id for r in worker.health_snapshot()} == mine
+        processed = sum(len(n.messages) for n in nights if n.device_id in mine)
+        assert worker.stats().frames_accepted == processed
+        assert worker.stats().not_owned == len(interleaved) - processed
 
 
 def test_broker_restart_reconnects_and_loses_nothing(
-    make_worker: Callable[..., IngestWorker], tmp_path: Path
+    make_worker: Callable[..., IngestWorker], store: SqliteStore, tmp_path: Path
 ) -> None:
     broker = own_broker(tmp_path / "broker")
     try:
-        device = f"br-{uuid.uuid4().hex[:6]}"
-        night = night_messages(
-            device, np.random.default_rng(2), duration_s=200, episodes_s=[(50, 6), (150, 9)]
-        )
-        store = store_at(tmp_path)
+        night = sim_night(f"br-{uuid.uuid4().hex[:6]}", 2, duration_s=300)
         worker = make_worker(broker.port, store, finish_after_s=30.0)
-        publish(broker.port, pairs(night[:200]))
-        wait_for(lambda: worker.stats().frames_accepted >= 200, 20, what="first half")
+        publish(broker.port, pairs(night.messages[:200]))
+        wait_for(lambda: worker.stats().frames_accepted >= 200, 20, what="first part")
         broker.restart()
-        publish(broker.port, pairs(night[200:300]))  # queued in the worker's session
+        publish(broker.port, pairs(night.messages[200:400]))  # queued in the worker's session
         wait_for(lambda: worker.stats().connects >= 2, 30, what="reconnect")
-        publish(broker.port, pairs(night[300:]))
-        wait_for(lambda: worker.stats().frames_accepted >= len(night), 30, what="all frames")
-        expected, series = reference(night, device)
+        publish(broker.port, pairs(night.messages[400:]))
+        wait_for(lambda: worker.stats().frames_accepted >= len(night.messages), 30, what="all")
         worker.finish_after_us = 0  # end of data now
-        wait_for(lambda: store.series_count(device) == series, 20, what="series")
-        assert store.episode_rows(device) == expected
+        wait_for_night(store, night)
+        health = {h.stream: h for h in worker.health_snapshot()}
+        assert health["emg"].samples == night.emg_samples
+        assert health["acc"].samples == night.acc_samples
+        assert health["emg"].gaps == health["acc"].gaps == 0
     finally:
         broker.stop()
 
 
+def test_slow_and_failing_store_slows_intake_and_loses_nothing(
+    mosquitto: Mosquitto, make_worker: Callable[..., IngestWorker], tmp_path: Path
+) -> None:
+    store = SlowFlakyStore(tmp_path / "slow.sqlite3")
+    store.delay_s, store.failures_left = 0.02, 3
+    night = sim_night(f"bp-{uuid.uuid4().hex[:6]}", 4, duration_s=120)
+    worker = make_worker(mosquitto.port, store, queue_frames=20, max_batch=10)
+    largest = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal largest
+        while not done.is_set():
+            largest = max(largest, worker.intake.items.qsize())
+            time.sleep(0.002)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        publish(mosquitto.port, pairs(night.messages))
+        wait_for_night(store, night, 60)
+    finally:
+        done.set()
+        watcher.join()
+    stats = worker.stats()
+    assert largest <= 20
+    assert stats.queue_full_waits > 0
+    assert stats.store_retries == 3
+    assert stats.frames_released == len(night.messages) and stats.duplicates == 0
+    store.close()
+
+
 @pytest.mark.slow
 def test_throughput_of_one_worker_on_1khz_emg_frames(
-    make_worker: Callable[..., IngestWorker], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store: SqliteStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     broker = own_broker(tmp_path / "broker")
     try:
         devices = [f"tp{i}" for i in range(10)]
-        frames_per_device = 300
+        frames_per_device = 200
         rng = np.random.default_rng(0)
         messages = []
         for i in range(frames_per_device):
@@ -319,47 +333,40 @@ def test_throughput_of_one_worker_on_1khz_emg_frames(
                     i,
                     counts,
                     scale=0.5,
-                    sample_type=_int16(),
+                    sample_type=SampleType.INT16,
                 )
-                messages.append((topic_for(d, StreamKind.EMG), _encode(frame)))
-        store = store_at(tmp_path)
-        worker = make_worker(broker.port, store, "tp", reorder_window_s=0.0)
-        client_id = worker.intake.broker.client_id
-        worker.stop()  # the session stays: publish while it is away, then time the catch-up
+                messages.append((topic_for(d, StreamKind.EMG), encode_binary(frame)))
+        client_id = f"tp-{uuid.uuid4().hex[:6]}"
+
+        def worker() -> IngestWorker:
+            return IngestWorker(
+                BrokerConfig("127.0.0.1", broker.port, client_id),
+                store,
+                StreamDetectorFactory(),
+                tmp_path / "tp",
+                reorder_window_s=0.0,
+                idle_flush_s=0.5,
+            )
+
+        first = worker()
+        first.start()  # creates the persistent session, then goes away
+        wait_for(first.intake.connected.is_set, 10)
+        first.stop()
         publish(broker.port, messages)
-        restarted = IngestWorker(
-            BrokerConfig("127.0.0.1", broker.port, client_id),
-            store,
-            BinDetectorFactory(),
-            tmp_path / "tp2",
-            reorder_window_s=0.0,
-            idle_flush_s=0.5,
-        )
+        second = worker()
         started = time.monotonic()
-        restarted.start()
+        second.start()
         try:
-            wait_for(lambda: restarted.stats().frames_accepted >= len(messages), 120)
+            wait_for(lambda: second.stats().frames_accepted >= len(messages), 300)
             elapsed = time.monotonic() - started
         finally:
-            restarted.stop()
+            second.stop()
         rate = len(messages) / elapsed
         with capsys.disabled():
             print(
-                f"\none worker: {len(messages)} 1 s 1 kHz EMG frames in {elapsed:.2f} s "
-                f"= {rate:.0f} frames/s"
+                f"\none worker: {len(messages)} 1 s frames of 1 kHz EMG (10 devices) in "
+                f"{elapsed:.2f} s = {rate:.0f} frames/s"
             )
-        assert rate > 100
+        assert rate > 50
     finally:
         broker.stop()
-
-
-def _int16():  # type: ignore[no-untyped-def]
-    from ingest.protocol import SampleType
-
-    return SampleType.INT16
-
-
-def _encode(frame):  # type: ignore[no-untyped-def]
-    from ingest.protocol import encode_binary
-
-    return encode_binary(frame)

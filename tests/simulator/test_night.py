@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -153,7 +154,7 @@ def test_plm_series_follow_the_wasm_rules() -> None:
 def test_events_never_overlap() -> None:
     for scenario in SCENARIOS:
         events, _, _ = plan_events(np.random.default_rng(5), SCENARIOS[scenario], 8 * 3600.0)
-        for first, second in zip(events, events[1:], strict=False):
+        for first, second in itertools.pairwise(events):
             assert first.offset_s <= second.onset_s
 
 

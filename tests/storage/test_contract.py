@@ -349,6 +349,7 @@ def test_bad_queries_get_a_specific_error(
         call(store)
 
 
+@pytest.mark.integration
 def test_unknown_devices_are_refused_when_the_store_knows_the_registry(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ import pytest
 from detection.events import EpisodeEvent, EventKind, SeriesPoint
 from storage.base import EpisodeQuery, Store, StoreUnavailable, UnstorableValue
 from storage.influx import InfluxStore
+from storage.influx_writer import parse_retry_after_s
 from tests.servers import Influxd, free_port, wait_for
 from tests.storage.conftest import NIGHT_START_US, SECOND_US, episode, make_night
 
@@ -316,3 +318,14 @@ def test_spooled_lines_the_server_refuses_are_set_aside(
     assert len(rejected) == 1
     assert rejected[0].read_text() == f"series,device_id=dev-1 envelope_uv=1,floor_uv=1 {T0}"
     store.close()
+
+
+def test_retry_after_is_read_as_seconds_or_a_date() -> None:
+    from email.utils import format_datetime
+
+    assert parse_retry_after_s("30") == 30.0
+    assert parse_retry_after_s(None) == 0.0
+    assert parse_retry_after_s("soon") == 0.0
+    assert parse_retry_after_s("86400") == 300.0  # capped
+    in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    assert 55 <= parse_retry_after_s(in_a_minute) <= 60

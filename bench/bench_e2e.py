@@ -1,0 +1,167 @@
+"""End to end: simulated wearers at --speed max -> real mosquitto -> one IngestWorker -> store.
+
+Once with the embedded SQLite store and once with a real ``influxd``; the live alert sink
+publishes alerts to the same broker, where a subscriber times them. Figures: frames/s and
+samples/s through the worker, the live wearers that throughput carries (1 kHz EMG + 50 Hz
+ACC each), episodes stored vs labelled cramps, confirmation -> alert latency (arrival of the
+confirming frame at the worker -> alert received by a subscriber), peak memory.
+
+    python -m bench.bench_e2e [--quick] [--devices 20] [--minutes 30] [--backends sqlite influx]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import parser, percentile, table, write_result
+from bench.pipeline import pipeline, rss_peak_mb, wait_drained
+
+NAME = "e2e"
+EMG_RATE_HZ = 1000.0
+ACC_RATE_HZ = 50.0
+WEARER_SAMPLES_PER_S = EMG_RATE_HZ + ACC_RATE_HZ * 3
+
+
+def device_nights(devices: int, duration_s: float, seed: int) -> list[Any]:
+    """``devices`` simulated ``frequent-cramps`` nights (so there are cramps to alert on)."""
+    from simulator.fleet import fleet_night
+    from simulator.publisher import DeviceNight
+
+    nights = []
+    for d in range(devices):
+        sim = fleet_night(seed, d, 0, scenario="frequent-cramps", duration_s=duration_s)
+        nights.append(DeviceNight(sim.recording, sim.labels))
+    return nights
+
+
+def stored_vs_labelled(store: Any, nights: list[Any]) -> dict[str, Any]:
+    """Match stored episodes with the labelled cramps of each night."""
+    from detection.evaluation import Interval, score_night, summarize
+    from storage.base import EpisodeQuery
+
+    scores = []
+    for night in nights:
+        labels = night.labels
+        end_us = labels.start_us + int(labels.duration_s * 1e6) + 3_600_000_000
+        found = store.episodes(EpisodeQuery((labels.device_id,), labels.start_us, end_us))
+        detected = [
+            Interval(
+                (e.onset_us - labels.start_us) / 1e6,
+                ((e.offset_us or e.onset_us) - labels.start_us) / 1e6,
+            )
+            for e in found
+        ]
+        truth = [Interval(c.onset_s, c.offset_s) for c in labels.cramps]
+        scores.append(score_night(truth, detected))
+    s = summarize(scores)
+    return {"labelled": s.n_truth, "stored": s.n_detected, "matched": s.true_positives}
+
+
+def run_case(backend: str, nights: list[Any], workdir: Path) -> dict[str, Any]:
+    """Publish every night at max speed through one worker on ``backend``."""
+    from simulator.publisher import PublishOptions, publish_nights
+
+    frames = samples = 0
+    for night in nights:
+        rec = night.recording
+        frames += int(np.ceil(rec.emg_uv.shape[0] / rec.emg_rate_hz))
+        frames += int(np.ceil(rec.acc_g.shape[0] / rec.acc_rate_hz))
+        samples += rec.emg_uv.size + rec.acc_g.size
+    rss_before = rss_peak_mb()
+    with pipeline(workdir, backend) as p:  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        report = publish_nights(
+            nights, p.broker_url, PublishOptions(speed=None, frame_faults=False)
+        )
+        drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=600)
+        elapsed_s = time.perf_counter() - t0
+        # Detectors finish (open episodes close) finish_after_s after a device's last frame.
+        deadline = time.perf_counter() + 30
+        while time.perf_counter() < deadline and p.worker.stats().episodes_ended < (
+            p.worker.stats().episodes_started
+        ):
+            time.sleep(0.1)
+        time.sleep(1.0)  # the last alerts are in flight to the subscriber
+        stats = p.worker.stats()
+        found = stored_vs_labelled(p.store, nights)
+        latencies = p.timer.latencies_ms()
+    frames_done = stats.frames_released
+    return {
+        "backend": backend,
+        "devices": len(nights),
+        "frames_published": report.frames_acked,
+        "frames_planned": frames,
+        "frames_released": frames_done,
+        "publish_s": report.elapsed_s,
+        "elapsed_s": elapsed_s,
+        "drain_after_publish_s": drained_s,
+        "frames_per_s": frames_done / elapsed_s,
+        "samples_per_s": samples / elapsed_s,
+        "live_wearers": samples / elapsed_s / WEARER_SAMPLES_PER_S,
+        "episodes": found,
+        "alerts_timed": len(latencies),
+        "alert_p50_ms": percentile(latencies, 50),
+        "alert_p99_ms": percentile(latencies, 99),
+        "rss_peak_mb": rss_peak_mb(),
+        "rss_growth_mb": rss_peak_mb() - rss_before,
+        "dead_letters": stats.dead_letters,
+    }
+
+
+def render(cases: list[dict[str, Any]]) -> str:
+    rows = [
+        (
+            c["backend"],
+            str(c["devices"]),
+            f"{c['frames_per_s']:,.0f}",
+            f"{c['samples_per_s']:,.0f}",
+            f"{c['live_wearers']:,.0f}",
+            f"{c['episodes']['stored']} / {c['episodes']['labelled']} "
+            f"({c['episodes']['matched']} matched)",
+            f"{c['alert_p50_ms']:.0f} / {c['alert_p99_ms']:.0f} (n={c['alerts_timed']})",
+            f"{c['rss_peak_mb']:.0f}",
+        )
+        for c in cases
+    ]
+    return table(
+        rows,
+        (
+            "store",
+            "devices",
+            "frames/s",
+            "samples/s",
+            "live wearers/worker",
+            "episodes stored / labelled",
+            "alert p50 / p99 ms",
+            "peak RSS MB",
+        ),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--devices", type=int, default=None)
+    p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
+    p.add_argument("--backends", nargs="+", default=["sqlite", "influx"])
+    args = p.parse_args(argv)
+    devices = args.devices or (2 if args.quick else 20)
+    minutes = args.minutes or (3.0 if args.quick else 20.0)
+    nights = device_nights(devices, minutes * 60, args.seed)
+    cases = []
+    for backend in args.backends:
+        with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
+            cases.append(run_case(backend, nights, Path(tmp)))
+    print(render(cases))
+    payload = {"minutes_per_device": minutes, "cases": cases}
+    print(f"wrote {write_result(args.out, NAME, payload, quick=args.quick)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

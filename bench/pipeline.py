@@ -1,0 +1,187 @@
+"""A real local pipeline for the end-to-end benchmarks: mosquitto, an IngestWorker, a store
+(SQLite or a real ``influxd``) and the live alert sink, with a subscriber timing the alerts.
+
+Servers come from ``tests/servers.py`` (free ports, temporary directories).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from detection.events import DetectorEvent, EpisodeEvent, EventKind
+
+Backend = Literal["sqlite", "influx"]
+
+
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+def rss_peak_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+@dataclass
+class AlertTimer:
+    """Event sink in front of the alert sink: notes when each confirmation reached the worker.
+
+    ``handle`` is called by the worker with the arrival time of the frames that caused the
+    events; a ``started`` event is the confirmation.
+    """
+
+    inner: Any | None
+    confirmed_at_us: dict[str, int] = field(default_factory=dict)
+    alerted_at_us: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handle(self, device_id: str, events: Sequence[DetectorEvent], arrival_us: int) -> None:
+        with self.lock:
+            for event in events:
+                if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
+                    self.confirmed_at_us.setdefault(event.episode.episode_id, arrival_us)
+        if self.inner is not None:
+            self.inner.handle(device_id, events, arrival_us)
+
+    def on_alert(self, payload: bytes) -> None:
+        """Subscriber callback for ``crampwatch/v1/+/alerts``."""
+        from alerts.messages import AlertMessageError, AlertType, CrampAlert
+
+        now = wall_us()
+        try:
+            alert = CrampAlert.from_json(payload)
+        except AlertMessageError:
+            return  # red-flag or other documents on the topic: not timed here
+        if alert.type is AlertType.CRAMP_STARTED:
+            with self.lock:
+                self.alerted_at_us.setdefault(alert.episode_id, now)
+
+    def latencies_ms(self) -> list[float]:
+        with self.lock:
+            return [
+                (self.alerted_at_us[k] - t) / 1000
+                for k, t in self.confirmed_at_us.items()
+                if k in self.alerted_at_us
+            ]
+
+
+@contextlib.contextmanager
+def mqtt_client(port: int, client_id: str) -> Iterator[Any]:
+    """A connected paho client with its network loop running."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    connected = threading.Event()
+    client.on_connect = lambda *_args: connected.set()
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            raise RuntimeError(f"no MQTT connection to port {port}")
+        yield client
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+@dataclass
+class Pipeline:
+    """Handles of a running pipeline."""
+
+    broker_url: str
+    worker: Any
+    store: Any
+    timer: AlertTimer
+    influx_url: str | None
+
+
+@contextlib.contextmanager
+def pipeline(
+    workdir: Path, backend: Backend, *, alerts: bool = True, finish_after_s: float = 3.0
+) -> Iterator[Pipeline]:
+    """Start mosquitto (+ influxd), a worker with the store and the alert sink; stop them after."""
+    from sqlalchemy import create_engine
+
+    from ingest.detectors import StreamDetectorFactory
+    from ingest.intake import BrokerConfig
+    from ingest.worker import IngestWorker
+    from storage.factory import open_store
+    from tests.servers import Influxd, Mosquitto, wait_for
+
+    with contextlib.ExitStack() as stack:
+        mosquitto = Mosquitto.create(workdir / "mosquitto")
+        mosquitto.start()
+        stack.callback(mosquitto.stop)
+        influx_url = None
+        if backend == "influx":
+            influxd = Influxd.create(workdir / "influxd")
+            influxd.start(timeout_s=60)
+            stack.callback(influxd.stop)
+            influx_url = influxd.url
+            store = open_store(
+                "influx",
+                workdir / "data",
+                url=influx_url,
+                database="bench",
+                write_mode="v1",
+                create_database=True,
+            )
+        else:
+            store = open_store("sqlite", workdir / "data")
+        stack.callback(store.close)
+        inner = None
+        if alerts:
+            from alerts.live import LiveAlertSink
+
+            publisher = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-out"))
+            engine = create_engine(f"sqlite:///{workdir / 'alerts.sqlite'}")
+            inner = LiveAlertSink(engine, publisher)
+        timer = AlertTimer(inner)
+        subscriber = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-in"))
+        online = threading.Event()
+
+        def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
+            if msg.topic.endswith("/alerts"):
+                timer.on_alert(msg.payload)
+            elif b"online" in msg.payload:
+                online.set()
+
+        subscriber.on_message = on_message
+        subscriber.subscribe("crampwatch/v1/+/alerts", qos=1)
+        worker = IngestWorker(
+            BrokerConfig("127.0.0.1", mosquitto.port, "bench-worker"),
+            store,
+            StreamDetectorFactory("auto"),
+            workdir / "data",
+            idle_flush_s=1.0,
+            finish_after_s=finish_after_s,
+            sinks=[timer],
+        )
+        worker.start()
+        stack.callback(worker.stop)
+        # The worker announces itself on its status topic right after subscribing, on the same
+        # connection: once that message is seen, its subscription is in place.
+        subscriber.subscribe(worker.intake.status_topic, qos=1)
+        wait_for(online.is_set, 20, what="worker online")
+        yield Pipeline(mosquitto.url, worker, store, timer, influx_url)
+
+
+def wait_drained(worker: Any, frames: int, timeout_s: float) -> float:
+    """Block until the worker has acknowledged ``frames`` messages; wall time it took, s."""
+    t0 = time.perf_counter()
+    deadline = t0 + timeout_s
+    while time.perf_counter() < deadline:
+        if worker.failure is not None:
+            raise RuntimeError(f"worker failed: {worker.failure!r}")
+        if worker.stats().acked >= frames:
+            return time.perf_counter() - t0
+        time.sleep(0.02)
+    stats = worker.stats()
+    raise TimeoutError(f"worker acked {stats.acked}/{frames} frames in {timeout_s} s")

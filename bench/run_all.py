@@ -1,0 +1,111 @@
+"""Run every benchmark in turn and print one summary table (``make bench``).
+
+    python -m bench.run_all [--quick] [--skip e2e ...]
+
+Each benchmark also runs alone (``python -m bench.bench_<name>``); ``bench/bench_api.py`` runs
+here when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import RESULTS_DIR, machine, table, write_result
+
+BENCHMARKS = ("detector", "stream", "e2e", "sync", "api")
+
+
+def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
+    if name == "detector":
+        rows = [
+            ("detector", "offline real-time factor", f"{doc['ours']['realtime_x']:,.0f}x"),
+            ("detector", "ours / sosfilt floor", f"{doc['ours_over_floor']:.2f}x"),
+        ]
+        for anchor, a in doc["anchors"].items():
+            if "anchor_over_ours" in a:
+                rows.append(("detector", f"{anchor} time / ours", f"{a['anchor_over_ours']:,.0f}x"))
+        return rows
+    if name == "stream":
+        return [
+            ("stream", "live wearers per core", f"{doc['live_wearers_per_core']:,.0f}"),
+            ("stream", "per-chunk p50 / p99", f"{doc['p50_ms']:.3f} / {doc['p99_ms']:.3f} ms"),
+        ]
+    if name == "e2e":
+        rows = []
+        for c in doc["cases"]:
+            b = c["backend"]
+            rows += [
+                (
+                    "e2e",
+                    f"{b}: frames/s, samples/s",
+                    f"{c['frames_per_s']:,.0f}, {c['samples_per_s']:,.0f}",
+                ),
+                ("e2e", f"{b}: live wearers per worker", f"{c['live_wearers']:,.0f}"),
+                (
+                    "e2e",
+                    f"{b}: alert p50 / p99",
+                    f"{c['alert_p50_ms']:.0f} / {c['alert_p99_ms']:.0f} ms",
+                ),
+                (
+                    "e2e",
+                    f"{b}: episodes stored / labelled",
+                    f"{c['episodes']['stored']} / {c['episodes']['labelled']}",
+                ),
+            ]
+        return rows
+    if name == "sync":
+        return [
+            ("sync", f"{doc['hours']:g} h night -> stored episodes", f"{doc['median_s']:.1f} s")
+        ]
+    return [(name, "see its table", "-")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="Tiny sizes for every benchmark.")
+    p.add_argument("--skip", nargs="*", default=[], choices=BENCHMARKS)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    rows: list[tuple[str, str, str]] = []
+    timings: dict[str, float] = {}
+    failed: list[str] = []
+    suffix = "-quick" if args.quick else ""
+    for name in BENCHMARKS:
+        if name in args.skip:
+            continue
+        try:
+            module = importlib.import_module(f"bench.bench_{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bench.bench_{name}":
+                continue  # not written yet
+            raise
+        print(f"\n## {name}\n", flush=True)
+        t0 = time.perf_counter()
+        bench_args = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
+        code = module.main(bench_args)
+        timings[name] = time.perf_counter() - t0
+        if code:
+            failed.append(name)
+            continue
+        result = args.out / f"{name}{suffix}.json"
+        if result.is_file():
+            rows += _summary_rows(name, json.loads(result.read_text()))
+    print("\n## Summary\n")
+    print(table(rows, ("benchmark", "figure", "value")))
+    m = machine()
+    print(
+        f"\n{m['nproc']} x {m['cpu']}, Python {m['python']}, numpy {m['numpy']}; "
+        f"total {sum(timings.values()):.0f} s"
+    )
+    write_result(args.out, "summary", {"rows": rows, "seconds": timings}, quick=args.quick)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Uploads: a simulator EDF+ gives the same episodes as the detector over that night; bad files
+are refused with a specific reason and store nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from api.timewin import to_us
+from detection.offline import detect_recording
+from simulator.night import simulate_night
+from simulator.recording import Recording, read_recording, write_csv, write_edf
+from storage.base import EpisodeQuery
+from tests.api.conftest import NOW, World
+from tests.servers import wait_for
+
+DAY_US = 86_400_000_000
+
+
+def _upload(world: World, path: Path, who: str = "ann", **data: str):  # type: ignore[no-untyped-def]
+    with path.open("rb") as handle:
+        return world.client.post(
+            "/v1/devices/ann-left/recordings",
+            headers=world.headers(who),
+            files={"file": (path.name, handle, "application/octet-stream")},
+            data=data,
+        )
+
+
+def _finished(world: World, job_id: str) -> dict:  # type: ignore[type-arg]
+    url = f"/v1/devices/ann-left/recordings/{job_id}"
+    wait_for(
+        lambda: world.get("ann", url).json()["state"] in ("done", "failed"),
+        timeout_s=60,
+        what="upload job",
+    )
+    return world.get("ann", url).json()  # type: ignore[no-any-return]
+
+
+def _stored_ids(world: World, start_us: int) -> list[str]:
+    episodes = world.store.episodes(
+        EpisodeQuery(("ann-left",), start_us - DAY_US, start_us + DAY_US)
+    )
+    return [e.episode_id for e in episodes]
+
+
+def test_simulator_edf_gives_the_detector_episodes(world: World, tmp_path: Path) -> None:
+    start_us = to_us(NOW - timedelta(hours=30))
+    night = simulate_night(
+        np.random.default_rng(11),
+        "frequent-cramps",
+        duration_s=600,
+        start_us=start_us,
+        device_id="ann-left",
+    )
+    path = tmp_path / "night.edf"
+    write_edf(path, night.recording)
+    on_disk = read_recording(path)
+    expected = detect_recording(
+        on_disk.emg_uv,
+        on_disk.emg_rate_hz,
+        on_disk.acc_g,
+        on_disk.acc_rate_hz,
+        start_us=on_disk.start_us,
+        device_id="ann-left",
+        site="left_calf",
+        mvc_uv=400.0,
+    )
+    assert expected.episodes, "the scenario should contain cramps"
+    before = set(_stored_ids(world, start_us))
+
+    answer = _upload(world, path)
+    assert answer.status_code == 202, answer.text
+    assert answer.headers["location"].endswith(answer.json()["job_id"])
+    job = _finished(world, answer.json()["job_id"])
+
+    assert job["state"] == "done", job
+    assert job["episode_ids"] == [e.episode_id for e in expected.episodes]
+    stored = world.store.episodes(EpisodeQuery(("ann-left",), start_us, start_us + DAY_US))
+    new = [e for e in stored if e.episode_id not in before]
+    assert new == list(expected.episodes)
+    assert world.store.series("ann-left", start_us, start_us + 600_000_000, max_points=10_000)
+
+
+def _refused(world: World, path: Path, status: int, reason: str, **data: str) -> None:
+    before = world.store.episodes(
+        EpisodeQuery(("ann-left",), to_us(NOW) - 100 * DAY_US, to_us(NOW) + DAY_US)
+    )
+    answer = _upload(world, path, **data)
+    assert answer.status_code == status, answer.text
+    assert reason in answer.text
+    after = world.store.episodes(
+        EpisodeQuery(("ann-left",), to_us(NOW) - 100 * DAY_US, to_us(NOW) + DAY_US)
+    )
+    assert after == before
+
+
+def _short_recording(rate_hz: float, seconds: float = 4.0, start: bool = True) -> Recording:
+    rng = np.random.default_rng(5)
+    return Recording(
+        emg_uv=rng.normal(0, 3, size=(int(rate_hz * seconds), 1)),
+        emg_rate_hz=rate_hz,
+        start=NOW - timedelta(days=1) if start else None,
+    )
+
+
+def test_wrong_format_is_refused(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "picture.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    _refused(world, path, 415, "not an EDF/EDF+ or CSV file")
+
+
+def test_truncated_edf_is_refused(world: World, tmp_path: Path) -> None:
+    whole = tmp_path / "whole.edf"
+    write_edf(whole, _short_recording(1000.0, seconds=30))
+    cut = tmp_path / "cut.edf"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    _refused(world, cut, 422, "recording_error")
+
+
+def test_wrong_rate_is_refused(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "slow.csv"
+    write_csv(path, _short_recording(250.0))
+    _refused(world, path, 422, "EMG rate 250 Hz outside 500-4000 Hz")
+
+
+def test_csv_without_start_needs_one(world: World, tmp_path: Path) -> None:
+    path = tmp_path / "nostart.csv"
+    write_csv(path, _short_recording(1000.0, start=False))
+    _refused(world, path, 422, "no start time")
+    answer = _upload(world, path, start="2026-11-24T22:00:00")
+    assert answer.status_code == 422 and "UTC offset" in answer.text
+    answer = _upload(world, path, start="2026-11-24T22:00:00Z")
+    assert answer.status_code == 202, answer.text
+    assert _finished(world, answer.json()["job_id"])["state"] == "done"
+
+
+@pytest.mark.parametrize("limit_bytes", [10_000])
+def test_too_large_is_refused(world: World, tmp_path: Path, limit_bytes: int) -> None:
+    world.client.app.state.max_upload_bytes = limit_bytes  # type: ignore[attr-defined]
+    path = tmp_path / "big.csv"
+    write_csv(path, _short_recording(1000.0, seconds=5))
+    _refused(world, path, 413, f"larger than {limit_bytes} bytes")
+
+
+def test_unknown_job_is_404(world: World) -> None:
+    assert world.get("ann", "/v1/devices/ann-left/recordings/job_nope").status_code == 404

@@ -1,0 +1,65 @@
+"""Smoke runs of every benchmark at tiny sizes: they run, and their figures are consistent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import bench_detector, bench_e2e, bench_stream, bench_sync, run_all
+
+
+def result(out: Path, name: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((out / f"{name}-quick.json").read_text())
+
+
+@pytest.mark.slow
+def test_detector_bench_times_ours_the_floor_and_the_anchors(tmp_path: Path) -> None:
+    assert bench_detector.main(["--quick", "--runs", "1", "--out", str(tmp_path)]) == 0
+    doc = result(tmp_path, "detector")
+    assert doc["signal_s"] == 600.0 and doc["machine"]["nproc"] >= 1
+    ours, floor = doc["ours"], doc["floor"]
+    assert ours["realtime_x"] == pytest.approx(doc["signal_s"] / ours["median_s"])
+    assert doc["ours_over_floor"] == pytest.approx(ours["median_s"] / floor["median_s"])
+    assert doc["ours_over_floor"] > 1  # ours includes that band-pass pass and more
+    for anchor in ("neurokit2", "biosppy"):
+        a = doc["anchors"][anchor]
+        assert a["anchor_over_ours"] == pytest.approx(ours["realtime_x"] / a["realtime_x"])
+
+
+@pytest.mark.slow
+def test_stream_bench_counts_every_chunk(tmp_path: Path) -> None:
+    argv = ["--quick", "--devices", "3", "--seconds", "5", "--out", str(tmp_path)]
+    assert bench_stream.main(argv) == 0
+    doc = result(tmp_path, "stream")
+    assert doc["chunks"] == 15
+    assert 0 < doc["p50_ms"] <= doc["p99_ms"] <= doc["max_ms"]
+    assert doc["live_wearers_per_core"] == doc["chunks_per_core_s"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_e2e_and_sync_benches_store_what_they_publish(tmp_path: Path) -> None:
+    argv = ["--quick", "--devices", "1", "--minutes", "2", "--backends", "sqlite"]
+    assert bench_e2e.main([*argv, "--out", str(tmp_path)]) == 0
+    (case,) = result(tmp_path, "e2e")["cases"]
+    assert case["frames_released"] == case["frames_published"] == case["frames_planned"]
+    assert case["dead_letters"] == 0
+    assert case["episodes"]["matched"] <= case["episodes"]["labelled"]
+    assert bench_sync.main(["--quick", "--hours", "0.05", "--out", str(tmp_path)]) == 0
+    sync = result(tmp_path, "sync")
+    assert sync["runs"][0]["frames"] == 2 * 180
+    assert sync["median_s"] >= sync["runs"][0]["publish_s"]
+
+
+def test_summary_rows_read_the_result_documents() -> None:
+    doc = {
+        "ours": {"realtime_x": 25000.0},
+        "ours_over_floor": 2.5,
+        "anchors": {"neurokit2": {"anchor_over_ours": 300.0}, "biosppy": {"unavailable": "x"}},
+    }
+    rows = run_all._summary_rows("detector", doc)
+    assert ("detector", "offline real-time factor", "25,000x") in rows
+    assert ("detector", "neurokit2 time / ours", "300x") in rows
+    assert len(rows) == 3
