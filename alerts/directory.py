@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alerts.webhooks import WebhookSubscription
+from alerts.webhooks import WebhookSubscription, subscriptions_for
 from storage.metadata import MetadataDB
 
 
@@ -18,15 +18,7 @@ class MetadataDirectory:
 
     def webhooks_for_device(self, device_id: str) -> list[WebhookSubscription]:
         """The device owner's webhooks and those of clinicians with an active grant."""
-        return [
-            WebhookSubscription(
-                subscription_id=record.webhook_id,
-                recipient_id=record.owner_id,
-                url=record.url,
-                secret=record.secret,
-            )
-            for record in self._db.webhooks_for_device(device_id)
-        ]
+        return subscriptions_for(self._db, device_id)
 
     def wearer_of(self, device_id: str) -> str | None:
         """The id of the wearer who owns ``device_id`` (None for an unknown device)."""

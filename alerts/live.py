@@ -30,7 +30,7 @@ from alerts.messages import AlertMessageError, AlertType, CrampAlert, alerts_top
 from alerts.models import AlertEpisodeLink, AlertLifecycle, AlertOutboxEvent, create_alert_tables
 from alerts.outbox import OutboundEvent, OutboxRecord, record_event, to_record
 from alerts.preferences import Channel, load_preferences, route
-from alerts.webhooks import WebhookDirectory, WebhookSubscription
+from alerts.webhooks import WebhookDirectory, WebhookSubscription, subscriptions_for
 from detection.events import DetectorEvent, Episode, EpisodeEvent, EventKind
 
 log = logging.getLogger(__name__)
@@ -477,7 +477,7 @@ class LiveAlertSink:
         subscriptions = ctx.subscriptions.get(alert.device_id)
         if subscriptions is None:
             subscriptions = (
-                list(self._directory.webhooks_for_device(alert.device_id))
+                subscriptions_for(self._directory, alert.device_id)
                 if self._directory is not None
                 else []
             )

@@ -22,7 +22,7 @@ from alerts.models import AlertRedFlag, create_alert_tables
 from alerts.outbox import OutboundEvent, record_event
 from alerts.preferences import load_preferences
 from alerts.redflags import RedFlagFinding, RedFlagRule, RedFlagRules, evaluate_red_flags
-from alerts.webhooks import WebhookDirectory
+from alerts.webhooks import WebhookDirectory, subscriptions_for
 from storage.base import NightSummary, Store
 
 
@@ -108,9 +108,7 @@ class RedFlagStore:
         raised: list[StoredRedFlag] = []
         webhooks = False
         subscriptions = (
-            list(self._directory.webhooks_for_device(device_id))
-            if self._directory is not None
-            else []
+            subscriptions_for(self._directory, device_id) if self._directory is not None else []
         )
         with Session(self._engine) as session, session.begin():
             active = {

@@ -38,6 +38,7 @@ from alerts.signing import (
     SIGNATURE_HEADER,
     signature_header,
 )
+from storage.metadata import WebhookRecord
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,35 @@ class WebhookSubscription:
 
 
 class WebhookDirectory(Protocol):
-    """Where subscriptions come from (the metadata database implements it)."""
+    """Where subscriptions come from.
 
-    def webhooks_for_device(self, device_id: str) -> Sequence[WebhookSubscription]:
+    :class:`storage.metadata.MetadataDB` fits as it is (its ``WebhookRecord`` rows are read as
+    subscriptions for every event type, recipient = the webhook's owner).
+    """
+
+    def webhooks_for_device(
+        self, device_id: str
+    ) -> Sequence[WebhookSubscription] | Sequence[WebhookRecord]:
         """Every webhook subscription that should hear about ``device_id``."""
         ...
+
+
+def subscriptions_for(directory: WebhookDirectory, device_id: str) -> list[WebhookSubscription]:
+    """The directory's subscriptions for ``device_id``, as :class:`WebhookSubscription`."""
+    subscriptions: list[WebhookSubscription] = []
+    for item in directory.webhooks_for_device(device_id):
+        if isinstance(item, WebhookSubscription):
+            subscriptions.append(item)
+        else:
+            subscriptions.append(
+                WebhookSubscription(
+                    subscription_id=item.webhook_id,
+                    recipient_id=item.owner_id,
+                    url=item.url,
+                    secret=item.secret,
+                )
+            )
+    return subscriptions
 
 
 @dataclass(frozen=True)
@@ -262,7 +287,7 @@ class WebhookDispatcher:
             if row is None:
                 continue
             if row.device_id not in secrets:
-                subs = self._directory.webhooks_for_device(row.device_id)
+                subs = subscriptions_for(self._directory, row.device_id)
                 secrets[row.device_id] = {s.subscription_id: s for s in subs}
             subscription = secrets[row.device_id].get(row.subscription_id)
             outcome = self._attempt(row, subscription)

@@ -81,7 +81,8 @@ def render_night(
         fig = new_figure(width_px, height_px, fmt)
         rows = max(1, len(devices))
         grid = fig.add_gridspec(2 * rows, 1, height_ratios=[4, 1] * rows, hspace=0.15)
-        x_start, x_end = _local(start_us, zone), _local(end_us, zone)
+        view_start_us, view_end_us = _view_us(devices, start_us, end_us)
+        x_start, x_end = _local(view_start_us, zone), _local(view_end_us, zone)
         if not devices:
             ax = fig.add_subplot(grid[0:2, 0])
             ax.text(0.5, 0.5, "no devices", ha="center", va="center", transform=ax.transAxes)
@@ -95,6 +96,7 @@ def render_night(
                 ax.set_xlim(x_start, x_end)
                 _mark_gaps_and_faults(ax, night, start_us, end_us, zone)
             env_ax.tick_params(labelbottom=False)
+            _posture_legend(strip_ax, night)
             strip_ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))
         if title:
             fig.suptitle(title, fontsize="medium")
@@ -252,3 +254,34 @@ def _posture_runs(points: Sequence[SeriesPoint]) -> list[tuple[str, int, int]]:
         else:
             runs.append((posture, point.ts_us, end_us))
     return runs
+
+
+_VIEW_MARGIN_US = 30 * 60 * 1_000_000
+
+
+def _view_us(devices: Sequence[DeviceNight], start_us: int, end_us: int) -> tuple[int, int]:
+    """The part of the window with data, plus 30 min each side (the whole window if none)."""
+    times = [p.ts_us for d in devices for p in d.series]
+    times += [e.onset_us for d in devices for e in d.episodes]
+    times += [e.offset_us for d in devices for e in d.episodes if e.offset_us is not None]
+    if not times:
+        return start_us, end_us
+    return (
+        max(start_us, min(times) - _VIEW_MARGIN_US),
+        min(end_us, max(times) + _VIEW_MARGIN_US),
+    )
+
+
+def _posture_legend(ax: Axes, night: DeviceNight) -> None:
+    from matplotlib.patches import Patch
+
+    seen = {p.posture for p in night.series if p.posture in _POSTURE_COLOURS}
+    handles = [Patch(color=_POSTURE_COLOURS[name], label=name) for name in sorted(seen)]
+    if handles:
+        ax.legend(
+            handles=handles,
+            fontsize="xx-small",
+            loc="upper right",
+            ncol=len(handles),
+            framealpha=0.7,
+        )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from bench.common import parser, percentile, table, write_result
-from bench.pipeline import pipeline, rss_peak_mb, wait_drained
+from bench.pipeline import pipeline, rss_peak_mb, wait_drained, wait_episodes_closed
 
 NAME = "e2e"
 EMG_RATE_HZ = 1000.0
@@ -82,12 +82,8 @@ def run_case(backend: str, nights: list[Any], workdir: Path) -> dict[str, Any]:
         drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=600)
         elapsed_s = time.perf_counter() - t0
         # Detectors finish (open episodes close) finish_after_s after a device's last frame.
-        deadline = time.perf_counter() + 30
-        while time.perf_counter() < deadline and p.worker.stats().episodes_ended < (
-            p.worker.stats().episodes_started
-        ):
-            time.sleep(0.1)
-        time.sleep(1.0)  # the last alerts are in flight to the subscriber
+        wait_episodes_closed(p.worker, 60)
+        p.timer.wait_quiet(quiet_s=1.0, timeout_s=15.0)  # the last alerts are in flight
         stats = p.worker.stats()
         found = stored_vs_labelled(p.store, nights)
         latencies = p.timer.latencies_ms()

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.bench_e2e import device_nights, stored_vs_labelled
 from bench.common import median, parser, table, write_result
-from bench.pipeline import pipeline, wait_drained
+from bench.pipeline import pipeline, wait_drained, wait_episodes_closed
 
 NAME = "sync"
 
@@ -33,12 +33,7 @@ def run_once(nights: list[Any], workdir: Path) -> dict[str, Any]:
         wait_drained(p.worker, report.frames_acked, timeout_s=900)
         # An episode still open at the end of the upload closes when the worker finishes the
         # device's detector (``finish_after_s`` of wall time after its last frame).
-        deadline = time.perf_counter() + 60
-        while time.perf_counter() < deadline:
-            stats = p.worker.stats()
-            if stats.episodes_ended >= stats.episodes_started:
-                break
-            time.sleep(0.02)
+        wait_episodes_closed(p.worker, 60)
         seconds = time.perf_counter() - t0
         found = stored_vs_labelled(p.store, nights)
     return {

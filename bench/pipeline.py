@@ -63,6 +63,19 @@ class AlertTimer:
             with self.lock:
                 self.alerted_at_us.setdefault(alert.episode_id, now)
 
+    def wait_quiet(self, quiet_s: float, timeout_s: float) -> None:
+        """Return once no alert has arrived for ``quiet_s`` (or after ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline:
+            with self.lock:
+                count = len(self.alerted_at_us)
+            if count != seen:
+                seen, since = count, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.05)
+
     def latencies_ms(self) -> list[float]:
         with self.lock:
             return [
@@ -173,15 +186,31 @@ def pipeline(
         yield Pipeline(mosquitto.url, worker, store, timer, influx_url)
 
 
+def wait_episodes_closed(worker: Any, timeout_s: float) -> None:
+    """Block until every started episode has ended (detectors finish after their last frame)."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline:
+        stats = worker.stats()
+        if stats.episodes_ended >= stats.episodes_started:
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"episodes still open after {timeout_s} s")
+
+
 def wait_drained(worker: Any, frames: int, timeout_s: float) -> float:
-    """Block until the worker has acknowledged ``frames`` messages; wall time it took, s."""
+    """Block until the worker has acknowledged ``frames`` messages and pushed them all into
+    detectors (acknowledged frames may still be held for reordering); wall time it took, s."""
     t0 = time.perf_counter()
     deadline = t0 + timeout_s
     while time.perf_counter() < deadline:
         if worker.failure is not None:
             raise RuntimeError(f"worker failed: {worker.failure!r}")
-        if worker.stats().acked >= frames:
+        stats = worker.stats()
+        if stats.acked >= frames and stats.frames_released >= frames:
             return time.perf_counter() - t0
         time.sleep(0.02)
     stats = worker.stats()
-    raise TimeoutError(f"worker acked {stats.acked}/{frames} frames in {timeout_s} s")
+    raise TimeoutError(
+        f"worker acked {stats.acked} and released {stats.frames_released} of {frames} frames "
+        f"in {timeout_s} s"
+    )

@@ -54,9 +54,10 @@ class EmbeddedBroker:
     def _config(self) -> dict[str, Any]:
         return {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
-            "sys_interval": 0,
-            "auth": {"allow-anonymous": False, "plugins": ["auth_anonymous"]},
-            "topic-check": {"enabled": False},
+            # A user name is required (any password): anonymous sessions keep nothing.
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": False}
+            },
         }
 
     def start(self, timeout_s: float = 15.0) -> EmbeddedBroker:
@@ -102,6 +103,18 @@ class EmbeddedBroker:
         self._ready.set()
         loop.run_forever()
         loop.close()
+
+    def connected_clients(self) -> set[str]:
+        """Client ids with a connected session right now (health and tests)."""
+        broker = self._broker
+        if broker is None:
+            return set()
+        sessions = dict(broker._sessions)  # amqtt keeps {client_id: (session, handler)}
+        return {
+            cid
+            for cid, (session, _) in sessions.items()
+            if session.transitions.state == "connected"
+        }
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Shut the broker down and join its thread."""

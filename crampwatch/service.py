@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import numpy as np
@@ -24,65 +25,24 @@ import uvicorn
 
 from crampwatch.broker import EmbeddedBroker
 from crampwatch.settings import Settings
+from crampwatch.wiring import (
+    broker_config,
+    broker_url,
+    build_worker,
+    open_configured_store,
+    open_metadata,
+)
 from detection.events import DetectorEvent, EpisodeEvent, EventKind
-from ingest.detectors import StreamDetectorFactory
 from ingest.intake import BrokerConfig
 from ingest.worker import IngestWorker
 from storage.base import Store
-from storage.factory import open_store
 from storage.metadata.db import MetadataDB
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_USER = "crampwatch"
-
 
 class ServiceError(RuntimeError):
     """A stage could not be built or started; the message is one line for the console."""
-
-
-@dataclass(frozen=True)
-class BrokerEndpoint:
-    """Host, port and credentials parsed from a broker URL."""
-
-    host: str
-    port: int
-    username: str | None
-    password: str | None
-    tls: bool
-
-    @property
-    def url(self) -> str:
-        auth = f"{self.username}:{self.password or ''}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{auth}{self.host}:{self.port}"
-
-    def config(self, client_id: str, keepalive_s: int, protocol: str) -> BrokerConfig:
-        """The ingest worker's broker configuration for this endpoint."""
-        return BrokerConfig(
-            host=self.host,
-            port=self.port,
-            client_id=client_id,
-            username=self.username,
-            password=self.password,
-            keepalive_s=keepalive_s,
-            tls=self.tls,
-            protocol=protocol,
-        )
-
-
-def parse_broker_url(url: str, username: str | None = None, password: str | None = None) -> BrokerEndpoint:
-    """Split ``mqtt[s]://[user:pass@]host[:port]``; explicit credentials win over the URL's."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ServiceError(f"broker URL {url!r} is not mqtt://host[:port] or mqtts://host[:port]")
-    tls = parts.scheme == "mqtts"
-    return BrokerEndpoint(
-        host=parts.hostname,
-        port=parts.port or (8883 if tls else 1883),
-        username=username or (unquote(parts.username) if parts.username else None),
-        password=password or (unquote(parts.password) if parts.password else None),
-        tls=tls,
-    )
 
 
 @dataclass
@@ -107,34 +67,6 @@ class Progress:
                     self.quality_events += 1
 
 
-def metadata_url(settings: Settings) -> str:
-    """The metadata DB URL: configured, or a SQLite file in the data dir."""
-    if settings.api.database_url:
-        return settings.api.database_url
-    return f"sqlite:///{(settings.data_dir / 'metadata.sqlite3').resolve()}"
-
-
-def build_store(settings: Settings) -> Store:
-    """The results store the settings ask for."""
-    store_settings = settings.store
-    if store_settings.backend == "sqlite":
-        return open_store("sqlite", settings.data_dir)
-    token = store_settings.influx_token.get_secret_value() if store_settings.influx_token else None
-    return open_store(
-        "influx",
-        settings.data_dir,
-        url=store_settings.influx_url,
-        database=store_settings.influx_database,
-        token=token,
-        org=store_settings.influx_org,
-        write_mode=store_settings.influx_write_mode,
-        retention_policy=store_settings.influx_retention_policy,
-        batch_size=store_settings.influx_batch_size,
-        flush_interval_ms=store_settings.influx_flush_interval_ms,
-        spool_max_mb=store_settings.spool_max_mb,
-    )
-
-
 class Service:
     """Every stage of one CrampWatch process, started and stopped in order.
 
@@ -145,13 +77,15 @@ class Service:
         Which stages this process runs (docker-compose runs them as separate services).
     """
 
-    def __init__(self, settings: Settings, *, run_ingest: bool = True, run_api: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, run_ingest: bool = True, run_api: bool = True
+    ) -> None:
         self.settings = settings
         self.run_ingest = run_ingest
         self.run_api = run_api
         self.progress = Progress()
         self.broker: EmbeddedBroker | None = None
-        self.endpoint: BrokerEndpoint | None = None
+        self.endpoint: BrokerConfig | None = None  # the ingest worker's connection
         self.store: Store | None = None
         self.metadata: MetadataDB | None = None
         self.worker: IngestWorker | None = None
@@ -161,6 +95,9 @@ class Service:
         self._http: httpx.Client | None = None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
+        self.red_flags: Any = None
+        self.night_check_interval_s = 3600.0
+        self._stop_watch = threading.Event()
         self._stack = contextlib.ExitStack()
 
     # ------------------------------------------------------------------ start / stop
@@ -177,9 +114,9 @@ class Service:
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.endpoint = self._start_broker()
-        self.store = build_store(settings)
+        self.store = open_configured_store(settings)
         self._stack.callback(self.store.close)
-        self.metadata = MetadataDB(metadata_url(settings))
+        self.metadata = open_metadata(settings)
         self._stack.callback(self.metadata.close)
         if self.run_ingest:
             self._start_alerts()
@@ -187,66 +124,126 @@ class Service:
         if self.run_api:
             self._start_api()
 
-    def _start_broker(self) -> BrokerEndpoint:
-        broker = self.settings.broker
-        password = broker.password.get_secret_value() if broker.password else None
-        if broker.url:
-            return parse_broker_url(broker.url, broker.username, password)
-        self.broker = EmbeddedBroker("127.0.0.1", broker.embedded_port).start()
-        self._stack.callback(self.broker.stop)
-        return BrokerEndpoint("127.0.0.1", self.broker.port, broker.username or EMBEDDED_USER, password, False)
+    def _start_broker(self) -> BrokerConfig:
+        """Start the embedded broker unless a URL is configured; the worker's connection."""
+        if self.settings.broker.url is None:
+            self.broker = EmbeddedBroker("127.0.0.1", self.settings.broker.embedded_port).start()
+            self._stack.callback(self.broker.stop)
+            return broker_config(
+                self.settings, self.settings.ingest.worker_index, embedded_port=self.broker.port
+            )
+        return broker_config(self.settings, self.settings.ingest.worker_index)
 
     @property
-    def mqtt_protocol(self) -> str:
-        """MQTT 3.1.1 for the embedded broker (amqtt), MQTT 5 for a real one."""
-        return "3.1.1" if self.broker is not None else "5"
+    def broker_url(self) -> str:
+        """URL publishers (the simulator) use to reach the broker this service uses."""
+        assert self.endpoint is not None
+        return broker_url(self.endpoint)
+
+    @property
+    def mqtt_version(self) -> int:
+        """311 (MQTT 3.1.1) for the embedded broker (amqtt), 5 for a real one."""
+        return 311 if self.broker is not None else 5
 
     def _start_alerts(self) -> None:
+        from alerts.directory import MetadataDirectory
         from alerts.live import LiveAlertSink
+        from alerts.redflag_store import RedFlagStore
+        from alerts.redflags import RedFlagRules
         from alerts.webhooks import WebhookDispatcher
 
         assert self.metadata is not None and self.endpoint is not None
         alerts = self.settings.alerts
-        self.alert_client = self._mqtt_client(f"{self.settings.broker.client_id}-alerts-{self.settings.ingest.worker_index}")
+        directory = MetadataDirectory(self.metadata)
+        self.alert_client = self._mqtt_client(
+            broker_config(
+                self.settings,
+                self.settings.ingest.worker_index,
+                embedded_port=self.broker.port if self.broker else None,
+                purpose="alerts",
+            )
+        )
         self._http = httpx.Client(timeout=alerts.webhook_timeout_s)
         self._stack.callback(self._http.close)
         self.dispatcher = WebhookDispatcher(
             self.metadata.engine,
-            self.metadata,
+            directory,
             http=self._http,
             rng=np.random.default_rng(),
             max_attempts=alerts.webhook_max_attempts,
+            backoff_base_s=alerts.webhook_backoff_base_s,
+            backoff_max_s=alerts.webhook_backoff_max_s,
             timeout_s=alerts.webhook_timeout_s,
             allow_http_hosts=frozenset(),
         )
         self.alert_sink = LiveAlertSink(
             self.metadata.engine,
             self.alert_client,
-            directory=self.metadata,
-            wearer_of=self._wearer_of,
+            directory=directory,
+            wearer_of=directory.wearer_of,
             merge_gap_s=alerts.merge_gap_s,
+            end_wait_s=alerts.end_wait_s,
+            on_webhook_work=self.dispatcher.wake,
+        )
+        self.red_flags = RedFlagStore(
+            self.metadata.engine,
+            directory,
+            rules=RedFlagRules(
+                nights_per_week=alerts.nights_per_week,
+                long_episode_min=alerts.long_episode_min,
+                min_coverage=alerts.sensor_min_coverage,
+            ),
             on_webhook_work=self.dispatcher.wake,
         )
         self.dispatcher.start()
         self._stack.callback(self.dispatcher.stop)
         self.alert_sink.start_ticker()
         self._stack.callback(self.alert_sink.stop)
+        watcher = threading.Thread(target=self._watch_nights, name="red-flags", daemon=True)
+        watcher.start()
+        self._stack.callback(self._stop_watch.set)
 
-    def _wearer_of(self, device_id: str) -> str | None:
-        assert self.metadata is not None
-        device = self.metadata.device(device_id)
-        return device.owner_id if device is not None else None
+    def _watch_nights(self) -> None:
+        """Evaluate the red-flag rules for every device whose night has ended, each hour."""
+        while not self._stop_watch.wait(self.night_check_interval_s):
+            try:
+                self.evaluate_red_flags()
+            except Exception:  # logged; the next round tries again
+                log.exception("red-flag evaluation failed")
 
-    def _mqtt_client(self, client_id: str) -> mqtt.Client:
-        assert self.endpoint is not None
-        version = mqtt.MQTTv311 if self.mqtt_protocol == "3.1.1" else mqtt.MQTTv5
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=version)
-        if self.endpoint.username:
-            client.username_pw_set(self.endpoint.username, self.endpoint.password)
-        if self.endpoint.tls:
+    def evaluate_red_flags(self, now: datetime | None = None) -> int:
+        """Run the red-flag rules on the last completed night of every device; newly raised flags.
+
+        A night runs noon to noon in the wearer's local time, so at ``now`` the last completed
+        night is the one that started the evening before the most recent local noon.
+        """
+        assert self.metadata is not None and self.store is not None
+        now = now or datetime.now(UTC)
+        raised = 0
+        for device in self.metadata.devices():
+            offset = _utc_offset_s(device.time_zone, now)
+            local = now + timedelta(seconds=offset)
+            last_noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
+            if local < last_noon:
+                last_noon -= timedelta(days=1)
+            night = (last_noon - timedelta(days=1)).date().isoformat()
+            raised += len(
+                self.red_flags.evaluate_from_store(self.store, device.device_id, night, offset)
+            )
+        return raised
+
+    def _mqtt_client(self, config: BrokerConfig) -> mqtt.Client:
+        """A connected paho client (loop running) for publishing alerts."""
+        version = mqtt.MQTTv311 if config.mqtt_version == 311 else mqtt.MQTTv5
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id, protocol=version
+        )
+        if config.username:
+            client.username_pw_set(config.username, config.password)
+        if config.tls:
             client.tls_set()
-        client.reconnect_delay_set(1, 30)
-        client.connect_async(self.endpoint.host, self.endpoint.port, self.settings.broker.keepalive_s)
+        client.reconnect_delay_set(config.reconnect_min_s, config.reconnect_max_s)
+        client.connect_async(config.host, config.port, config.keepalive_s)
         client.loop_start()
 
         def close() -> None:
@@ -258,34 +255,11 @@ class Service:
 
     def _start_worker(self) -> None:
         assert self.store is not None and self.metadata is not None and self.endpoint is not None
-        settings = self.settings
-        metadata = self.metadata
-
-        def site_for(device_id: str) -> str:
-            device = metadata.device(device_id)
-            return device.site if device is not None else settings.detector.default_site
-
-        def mvc_for(device_id: str) -> float | None:
-            device = metadata.device(device_id)
-            return device.mvc_uv if device is not None else None
-
-        ingest = settings.ingest
-        client_id = f"{settings.broker.client_id}-{ingest.worker_index}"
         sinks: list[Any] = [self.progress]
         if self.alert_sink is not None:
             sinks.append(self.alert_sink)
-        self.worker = IngestWorker(
-            self.endpoint.config(client_id, settings.broker.keepalive_s, self.mqtt_protocol),
-            self.store,
-            StreamDetectorFactory(settings.detector.mains_hz, site_for, mvc_for),
-            settings.data_dir,
-            worker_index=ingest.worker_index,
-            worker_count=ingest.worker_count,
-            queue_frames=ingest.queue_frames,
-            reorder_window_s=ingest.reorder_window_s,
-            health_interval_s=ingest.health_interval_s,
-            is_registered=metadata.is_registered if ingest.require_registration else None,
-            sinks=sinks,
+        self.worker = build_worker(
+            self.settings, self.store, metadata=self.metadata, sinks=sinks, broker=self.endpoint
         )
         self.worker.start()
         self._stack.callback(self.worker.stop)
@@ -303,14 +277,18 @@ class Service:
             rate_limit_per_min=api.rate_limit_per_min,
             max_upload_bytes=api.max_upload_mb * 1024 * 1024,
         )
-        config = uvicorn.Config(app, host=api.host, port=api.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            app, host=api.host, port=api.port, log_level="warning", lifespan="on"
+        )
         self._server = uvicorn.Server(config)
         self._server_thread = threading.Thread(target=self._server.run, name="api", daemon=True)
         self._server_thread.start()
         deadline = time.monotonic() + 15
         while not self._server.started:
             if not self._server_thread.is_alive():
-                raise ServiceError(f"the API could not listen on {api.host}:{api.port} (port in use?)")
+                raise ServiceError(
+                    f"the API could not listen on {api.host}:{api.port} (port in use?)"
+                )
             if time.monotonic() > deadline:
                 raise ServiceError("the API did not start within 15 s")
             time.sleep(0.05)
@@ -350,6 +328,15 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _utc_offset_s(time_zone: str, at: datetime) -> int:
+    """Offset of ``time_zone`` from UTC at ``at``, seconds (0 for an unknown zone)."""
+    try:
+        offset = at.astimezone(ZoneInfo(time_zone)).utcoffset()
+    except (ZoneInfoNotFoundError, ValueError):
+        return 0
+    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:

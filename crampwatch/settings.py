@@ -133,10 +133,11 @@ class IngestSettings(_Concern):
         "is ~36,000).",
     )
     idle_flush_s: float = Field(
-        default=10.0,
+        default=60.0,
         gt=0,
         le=86_400,
-        description="Release held frames of a device quiet for this long (wall clock), seconds.",
+        description="Release held (out-of-order, mostly synced) frames of a device quiet for "
+        "this long (wall clock), declaring the holes gaps, seconds.",
     )
     finish_after_s: float = Field(
         default=300.0,
@@ -190,12 +191,6 @@ class StoreSettings(_Concern):
     )
     spool_max_mb: int = Field(
         default=1024, ge=1, description="Largest local spool kept while InfluxDB is down, MiB."
-    )
-    influx_timeout_s: float = Field(
-        default=10.0, gt=0, le=300, description="Per-request InfluxDB timeout, seconds."
-    )
-    influx_create_database: bool = Field(
-        default=False, description="Run CREATE DATABASE at start (InfluxDB 1.x only)."
     )
 
 

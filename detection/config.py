@@ -37,8 +37,14 @@ class DetectorConfig:
         back-dated to where the envelope last sat below ``back_ratio``.
     backdate_max_s : float
         Onset is never back-dated further than this before the ``on_ratio`` crossing.
+    baseline_s, baseline_quantile, baseline_factor : float
+        A burst continues above ``max(off_ratio, baseline_factor * b)`` where ``b`` is this
+        quantile of the ratio over the ``baseline_s`` before its onset.
     off_hold_s : float
         The envelope must stay below ``off_ratio`` this long to end a burst.
+    merge_s : float
+        A confirmed episode whose EMG rises again within this time after its offset
+        continues (cramp EMG is irregular); ``ended`` waits for it.
     confirm_s : float
         A burst sustained this long after its onset is confirmed as a cramp (``started``).
     sustain_fraction : float
@@ -53,7 +59,11 @@ class DetectorConfig:
     move_pre_s, move_post_s : float
         Window around the onset in which the limb must be still.
     move_g : float
-        Dynamic acceleration (0.5 s mean of the magnitude, g) above which the limb moves.
+        Dynamic acceleration (smoothed magnitude, g) above which the limb moves: a burst
+        starting with more is a voluntary movement.
+    lm_move_g : float
+        Lighter movement at onset: the burst may be a leg movement and must outlast
+        ``lm_max_s`` to be a cramp.
     posture_change_deg : float
         Rotation of the gravity vector in the onset window that counts as turning over.
     upright_deg : float
@@ -76,14 +86,18 @@ class DetectorConfig:
     block_s: float = 0.05
     smooth_blocks: int = 5
     settle_s: float = 0.5
-    floor_window_s: float = 600.0
+    floor_window_s: float = 1200.0
     floor_quantile: float = 0.05
     floor_min_uv: float = 0.5
     on_ratio: float = 3.0
     off_ratio: float = 2.0
     back_ratio: float = 1.5
     backdate_max_s: float = 5.0
+    baseline_s: float = 10.0
+    baseline_quantile: float = 0.25
+    baseline_factor: float = 1.5
     off_hold_s: float = 1.5
+    merge_s: float = 10.0
     confirm_s: float = 4.0
     sustain_fraction: float = 0.8
     update_every_s: float = 5.0
@@ -94,13 +108,14 @@ class DetectorConfig:
     plm_max_interval_s: float = 90.0
     move_pre_s: float = 1.0
     move_post_s: float = 1.0
-    move_g: float = 0.05
+    move_g: float = 0.1
+    lm_move_g: float = 0.03
     posture_change_deg: float = 30.0
     upright_deg: float = 35.0
     upright_hold_s: float = 3.0
     got_up_window_s: float = 60.0
     post_cramp_s: float = 60.0
-    post_cramp_fraction: float = 0.5
+    post_cramp_fraction: float = 0.7
     acc_wait_s: float = 5.0
     flat_uv: float = 0.1
     clip_fraction: float = 0.05

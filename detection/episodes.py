@@ -36,6 +36,9 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
+RECENT_ALPHA = 0.05  # exponential mean of the ratio over about 1 s (20 blocks)
+
+
 @dataclass(frozen=True)
 class BlockBatch:
     """Envelope-grid blocks handed to the state machine, oldest first (all shape (n,)).
@@ -95,6 +98,7 @@ class Burst:
 
     onset_us: int
     plm_context: bool
+    off_ratio: float
     n_blocks: int = 0
     n_high: int = 0
     low_run: int = 0
@@ -112,6 +116,8 @@ class Burst:
     movement: Movement = Movement.UNKNOWN
     moved_checked_us: int = 0
     artifact: bool = False
+    recent_ratio: float = 0.0
+    acc_checked: bool = False
 
 
 @dataclass
@@ -136,6 +142,8 @@ class EpisodeMachine:
     pending: list[PendingEnd] = field(default_factory=list)
     last_offset_us: int | None = None
     last_mean_ratio: float = 0.0
+    closing: Burst | None = None
+    closing_until_us: int = 0
 
     # ------------------------------------------------------------------ public
 
@@ -154,14 +162,26 @@ class EpisodeMachine:
         while index < count:
             if self.burst is None:
                 nxt = int(np.searchsorted(candidates, index))
-                if nxt >= candidates.size:
-                    break
-                index = int(candidates[nxt])
-                self._begin(joined, index)
+                found = nxt < candidates.size
+                if self.closing is not None:
+                    next_us = int(joined.start_us[candidates[nxt]]) if found else None
+                    if next_us is not None and next_us <= self.closing_until_us:
+                        if self._resume(acc, next_us):
+                            index = int(candidates[nxt])
+                        else:
+                            events.extend(self._close(acc, acc_seen))
+                    elif next_us is not None or int(joined.end_us[-1]) >= self.closing_until_us:
+                        events.extend(self._close(acc, acc_seen))
+                if self.burst is None:
+                    if not found:
+                        break
+                    index = int(candidates[nxt])
+                    self._begin(joined, index)
             burst = self.burst
             assert burst is not None
             r = float(ratio[index])
-            if r >= cfg.off_ratio:
+            burst.recent_ratio += RECENT_ALPHA * (r - burst.recent_ratio)
+            if r >= burst.off_ratio:
                 burst.low_run = 0
                 burst.n_high += 1
                 burst.last_high_end_us = int(joined.end_us[index])
@@ -179,7 +199,14 @@ class EpisodeMachine:
             burst.n_blocks += 1
             now_us = int(joined.end_us[index])
             if burst.low_run >= hold:
-                events.extend(self._end(burst.low_start_us, now_us, acc, acc_seen, ()))
+                if burst.confirmed_us is not None:
+                    # a confirmed cramp may resume within merge_s (irregular EMG dips)
+                    self.closing = burst
+                    self.closing_until_us = burst.low_start_us + round(cfg.merge_s * 1e6)
+                    self.burst = None
+                else:
+                    self.burst = None
+                    events.extend(self._end(burst, burst.low_start_us, now_us, acc, acc_seen, ()))
                 index += 1
                 continue
             if not burst.decided:
@@ -191,11 +218,17 @@ class EpisodeMachine:
                 and now_us - burst.last_update_us >= cfg.update_every_s * 1e6
             ):
                 burst.last_update_us = now_us
+                up_us = self._got_up(burst, acc, now_us)
+                if up_us is not None:  # the wearer got up: the cramp is over
+                    self.burst = None
+                    events.extend(self._end(burst, up_us, now_us, acc, acc_seen, ()))
+                    index += 1
+                    continue
                 self._track_movement(burst, acc, now_us)
                 episode = self._episode(burst, None, now_us, acc_seen, ())
                 events.append(EpisodeEvent(EventKind.UPDATED, episode, now_us))
             index += 1
-        keep = round(cfg.backdate_max_s / cfg.block_s) + 2
+        keep = round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
         self.history = joined.tail(keep)
         return events
 
@@ -236,19 +269,24 @@ class EpisodeMachine:
     ) -> list[DetectorEvent]:
         """Stop at ``end_us`` (a gap or the end of data): end the burst, forget the history."""
         events: list[DetectorEvent] = []
+        if self.closing is not None:
+            burst, self.closing = self.closing, None
+            events = self._end(burst, burst.low_start_us, end_us, acc, acc_seen, ())
         if self.burst is not None:
+            burst, self.burst = self.burst, None
             offset_us = end_us
-            if self.burst.low_run > 0:
-                offset_us = min(end_us, self.burst.low_start_us)
-            events = self._end(offset_us, end_us, acc, acc_seen, flags)
+            if burst.low_run > 0:
+                offset_us = min(end_us, burst.low_start_us)
+            events.extend(self._end(burst, offset_us, end_us, acc, acc_seen, flags))
         self.history = BlockBatch.empty()
         return events
 
     def earliest_needed_us(self) -> int | None:
         """Oldest accelerometer time a future query may still ask about (None: none)."""
         times = [p.episode.offset_us for p in self.pending if p.episode.offset_us is not None]
-        if self.burst is not None:
-            times.append(self.burst.onset_us - round(self.config.move_pre_s * 1e6))
+        for burst in (self.burst, self.closing):
+            if burst is not None:
+                times.append(burst.onset_us - round(self.config.move_pre_s * 1e6))
         return min(times) if times else None
 
     # ----------------------------------------------------------------- helpers
@@ -265,12 +303,16 @@ class EpisodeMachine:
         ):
             onset -= 1
         onset_us = int(joined.start_us[onset])
-        self.burst = Burst(onset_us=onset_us, plm_context=self._in_plm_series(onset_us))
+        self.burst = Burst(
+            onset_us=onset_us,
+            plm_context=self._in_plm_series(onset_us),
+            off_ratio=self._off_ratio(joined.ratio[:onset]),
+        )
         # blocks from the onset up to (not including) the crossing belong to the burst
         for k in range(onset, index):
             r = float(joined.ratio[k])
             self.burst.n_blocks += 1
-            if r >= cfg.off_ratio:
+            if r >= self.burst.off_ratio:
                 self.burst.n_high += 1
                 self.burst.sum_ratio += r
                 self.burst.peak_ratio = max(self.burst.peak_ratio, r)
@@ -279,6 +321,22 @@ class EpisodeMachine:
                 self.burst.peak_env_uv = max(self.burst.peak_env_uv, env)
                 self.burst.sum_zcr_hz += float(joined.zcr_hz[k])
                 self.burst.bits |= int(joined.bits[k])
+
+    def _off_ratio(self, before: FloatArray) -> float:
+        """Continuation threshold: ``off_ratio``, raised above a busy local baseline.
+
+        The baseline is a low quantile of the ratio over the ``baseline_s`` before the onset
+        (Hodges & Bui 1996 measure onsets against the baseline just before them); it keeps a
+        rise of the resting level (posture, sleep stage) from holding a burst open.
+        """
+        cfg = self.config
+        size = round(cfg.baseline_s / cfg.block_s)
+        recent = before[max(0, before.shape[0] - size) :]
+        valid = np.sort(recent[recent > 0])
+        if valid.shape[0] < size // 4:
+            return cfg.off_ratio
+        base = float(valid[int(cfg.baseline_quantile * valid.shape[0])])
+        return max(cfg.off_ratio, cfg.baseline_factor * base)
 
     def _in_plm_series(self, onset_us: int) -> bool:
         cfg = self.config
@@ -293,34 +351,39 @@ class EpisodeMachine:
         self, burst: Burst, now_us: int, acc: AccState | None, acc_seen: bool
     ) -> EpisodeEvent | None:
         cfg = self.config
-        need_s = max(cfg.confirm_s, cfg.lm_max_s) if burst.plm_context else cfg.confirm_s
-        if now_us - burst.onset_us < need_s * 1e6:
+        if now_us - burst.onset_us < cfg.confirm_s * 1e6:
             return None
         if burst.n_high < cfg.sustain_fraction * burst.n_blocks:
             return None  # not sustained yet: keep waiting while the burst lasts
-        burst.decided = True
         if self.last_offset_us is not None:
             since_s = (burst.onset_us - self.last_offset_us) / 1e6
-            mean_ratio = burst.sum_ratio / max(burst.n_high, 1)
             if since_s <= cfg.post_cramp_s and (
-                mean_ratio < cfg.post_cramp_fraction * self.last_mean_ratio
+                burst.recent_ratio < cfg.post_cramp_fraction * self.last_mean_ratio
             ):
-                return None  # stretching or rubbing the calf after a cramp
-        if burst.sum_zcr_hz / max(burst.n_high, 1) < cfg.zcr_min_hz:
-            burst.artifact = True  # a low-frequency artifact leaking through the band-pass
-            return None
-        if acc is not None:
+                return None  # so far as weak as stretching or rubbing the calf after a cramp
+        if acc is not None and not burst.acc_checked:
+            burst.acc_checked = True
             t0 = burst.onset_us - round(cfg.move_pre_s * 1e6)
             t1 = burst.onset_us + round(cfg.move_post_s * 1e6)
             peak = acc.peak_activity_g(t0, t1)
             if peak is not None:
                 rotation = acc.rotation_deg(t0, t1) or 0.0
                 if peak > cfg.move_g or rotation > cfg.posture_change_deg:
+                    burst.decided = True
                     return None  # voluntary movement / turning over
                 if acc.posture_at(burst.onset_us + 1, cfg.upright_deg) == "upright":
+                    burst.decided = True
                     return None  # standing or walking: calf EMG is normal
-                burst.movement = Movement.STILL
+                light = peak > cfg.lm_move_g
+                burst.movement = Movement.MOVING if light else Movement.STILL
                 burst.moved_checked_us = t1
+        limb_moved = burst.movement is Movement.MOVING
+        if (burst.plm_context or limb_moved) and now_us - burst.onset_us <= cfg.lm_max_s * 1e6:
+            return None  # could be a leg movement (<= 10 s): wait until it outlasts one
+        burst.decided = True
+        if burst.sum_zcr_hz / max(burst.n_high, 1) < cfg.zcr_min_hz:
+            burst.artifact = True  # a low-frequency artifact leaking through the band-pass
+            return None
         burst.confirmed_us = now_us
         burst.last_update_us = now_us
         self._track_movement(burst, acc, now_us)
@@ -336,8 +399,43 @@ class EpisodeMachine:
                 burst.movement = Movement.MOVING
             burst.moved_checked_us = now_us
 
+    def _got_up(self, burst: Burst, acc: AccState | None, now_us: int) -> int | None:
+        """When the wearer stood up during the episode (upright for the hold time), or None."""
+        if acc is None:
+            return None
+        cfg = self.config
+        hold_us = round(cfg.upright_hold_s * 1e6)
+        reached = acc.upright_since(burst.onset_us, now_us, hold_us, cfg.upright_deg)
+        return None if reached is None else reached - hold_us
+
+    def _resume(self, acc: AccState | None, at_us: int) -> bool:
+        """Continue the closing episode with a burst starting at ``at_us``.
+
+        Not when the limb is upright or moving then: that is getting up or a voluntary
+        movement after the cramp, not the cramp coming back.
+        """
+        cfg = self.config
+        if acc is not None:
+            if acc.posture_at(at_us, cfg.upright_deg) == "upright":
+                return False
+            peak = acc.peak_activity_g(at_us - round(cfg.move_pre_s * 1e6), at_us)
+            if peak is not None and peak > cfg.move_g:
+                return False
+        self.burst, self.closing = self.closing, None
+        if self.burst is not None:
+            self.burst.low_run = 0
+        return True
+
+    def _close(self, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
+        """The closing episode did not resume: it ends at its offset."""
+        burst, self.closing = self.closing, None
+        if burst is None:
+            return []
+        return self._end(burst, burst.low_start_us, self.closing_until_us, acc, acc_seen, ())
+
     def _end(
         self,
+        burst: Burst,
         offset_us: int,
         now_us: int,
         acc: AccState | None,
@@ -345,10 +443,6 @@ class EpisodeMachine:
         flags: tuple[QualityFlag, ...],
     ) -> list[DetectorEvent]:
         cfg = self.config
-        burst = self.burst
-        self.burst = None
-        if burst is None:
-            return []
         if burst.artifact:
             flag = QualityFlag.MOTION_ARTIFACT
             return [QualityEvent(self.device_id, flag, burst.onset_us, offset_us, now_us)]

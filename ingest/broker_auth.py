@@ -59,6 +59,10 @@ class BrokerAuthError(ValueError):
         self.detail = detail
 
 
+def _has_control(text: str) -> bool:
+    return any(c in text for c in "\n\r\0")
+
+
 @dataclass(frozen=True)
 class AclRule:
     """One ``topic <access> <filter>`` line of a mosquitto ACL file."""
@@ -69,11 +73,7 @@ class AclRule:
     def __post_init__(self) -> None:
         if self.access not in _ACCESS:
             raise BrokerAuthError("bad_rule", f"access {self.access!r} is not one of {_ACCESS}")
-        if (
-            not self.topic
-            or any(c in self.topic for c in "\n\r\0")
-            or self.topic != (self.topic.strip())
-        ):
+        if not self.topic or self.topic != self.topic.strip() or _has_control(self.topic):
             raise BrokerAuthError("bad_rule", f"topic filter {self.topic!r} is not usable")
 
     def line(self) -> str:
@@ -349,7 +349,7 @@ def _check_device_id(device_id: str) -> None:
 
 
 def _check_password(password: str) -> None:
-    if not password or any(c in password for c in "\n\r\0"):
+    if not password or _has_control(password):
         raise BrokerAuthError("bad_password", "password must be non-empty and on one line")
 
 

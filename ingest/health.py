@@ -56,7 +56,7 @@ class HealthTracker:
         for key in sorted(set(self._streams) | set(counters)):
             entry = self._streams.get(key, _Arrivals())
             count = counters.get(key, StreamCounters())
-            recent = [t for t in entry.recent_us if t >= now_us - RATE_WINDOW_US]
+            recent = [t for t in entry.recent_us if t > now_us - RATE_WINDOW_US]
             lag_s = (
                 (entry.last_arrival_us - entry.last_device_us) / 1e6
                 if entry.last_device_us

@@ -154,6 +154,7 @@ class Intake:
         self.connected = threading.Event()
         self.stopping = threading.Event()
         self.received = 0
+        self.redelivered = 0  # messages the broker flagged DUP (sent before, not acknowledged)
         self.not_owned = 0
         self.ignored = 0
         self.queue_full_waits = 0
@@ -270,6 +271,8 @@ class Intake:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         arrival_us = self.clock_us()
         self.received += 1
+        if message.dup:
+            self.redelivered += 1
         item = self._classify(message, arrival_us)
         if item is None:
             self.ack(message.mid, message.qos)

@@ -24,6 +24,7 @@ frames before it might still come.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -89,8 +90,28 @@ class StreamState:
     rate_hz: float | None = None
     max_seen_seq: int | None = None
     pending: dict[int, tuple[Frame, Transport]] = field(default_factory=dict)
+    pending_heap: list[int] = field(default_factory=list)  # held seqs; may hold released ones
     gap_ranges: list[tuple[int, int]] = field(default_factory=list)  # declared, newest last
     counters: StreamCounters = field(default_factory=StreamCounters)
+
+    def hold(self, frame: Frame, transport: Transport) -> None:
+        """Keep a frame until it can be released."""
+        self.pending[frame.seq] = (frame, transport)
+        heapq.heappush(self.pending_heap, frame.seq)
+
+    def release(self, seq: int) -> None:
+        """Forget a held frame (and stale heap entries, so the heap stays small)."""
+        del self.pending[seq]
+        heap = self.pending_heap
+        while heap and heap[0] not in self.pending:
+            heapq.heappop(heap)
+
+    def oldest_seq(self) -> int:
+        """Lowest held sequence number (the stream must hold at least one frame)."""
+        heap = self.pending_heap
+        while heap[0] not in self.pending:
+            heapq.heappop(heap)
+        return heap[0]
 
 
 class DeviceSequencer:
@@ -142,7 +163,7 @@ class DeviceSequencer:
         if stream.max_seen_seq is not None and seq < stream.max_seen_seq:
             stream.counters.reordered += 1
         stream.max_seen_seq = seq if stream.max_seen_seq is None else max(stream.max_seen_seq, seq)
-        stream.pending[seq] = (frame, transport)
+        stream.hold(frame, transport)
         if transport is Transport.LIVE:
             end = frame.end_us
             self.live_horizon_us = (
@@ -182,7 +203,7 @@ class DeviceSequencer:
             if not (force or self._others_caught_up(kind, frame, heads)):
                 break
             stream = self.streams[kind]
-            del stream.pending[frame.seq]
+            stream.release(frame.seq)
             stream.next_seq = frame.seq + 1
             stream.frontier_us = frame.end_us
             stream.rate_hz = frame.rate_hz
@@ -199,7 +220,7 @@ class DeviceSequencer:
             return None
         if stream.next_seq is not None and stream.next_seq in stream.pending:
             return stream.pending[stream.next_seq][0]
-        oldest_seq = min(stream.pending)
+        oldest_seq = stream.oldest_seq()
         oldest = stream.pending[oldest_seq][0]
         if stream.next_seq is None and oldest_seq == 0:
             return oldest
@@ -293,8 +314,5 @@ class DeviceSequencer:
                 counters=StreamCounters(**doc["counters"]),
             )
         for frame, transport in pending:
-            seq.streams.setdefault(frame.kind, StreamState()).pending[frame.seq] = (
-                frame,
-                transport,
-            )
+            seq.streams.setdefault(frame.kind, StreamState()).hold(frame, transport)
         return seq

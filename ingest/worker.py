@@ -30,9 +30,9 @@ from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEven
 from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
 from ingest.detectors import Detector, DetectorFactory, EventSink
 from ingest.health import HealthTracker
-from ingest.intake import UNKNOWN_DEVICE, BrokerConfig, Inbound, Intake, Rejected, owner_of
+from ingest.intake import BrokerConfig, Inbound, Intake, Rejected, owner_of
 from ingest.protocol import Frame, FrameError, StreamKind, Transport
-from ingest.sequencing import DeviceSequencer, Step, StreamCounters
+from ingest.sequencing import DeviceSequencer, Outcome, Step, StreamCounters
 from storage.base import DeadLetter, HealthRecord, Store, StoreUnavailable, UnstorableValue
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,9 @@ class WorkerStats:
     """Progress counters of one worker since it started."""
 
     received: int  # MQTT messages taken from the broker
+    redelivered: int  # of which the broker had sent before without getting an acknowledgement
     not_owned: int  # acknowledged unprocessed: another worker owns the device
+    ignored: int  # acknowledged unprocessed: outbound topics (status, dead letters, alerts)
     frames_accepted: int
     frames_released: int  # pushed into a detector
     duplicates: int
@@ -130,7 +132,7 @@ class IngestWorker:
         queue_frames: int = 2000,
         reorder_window_s: float = 5.0,
         max_pending_frames: int = 50_000,
-        idle_flush_s: float = 10.0,
+        idle_flush_s: float = 60.0,
         finish_after_s: float = 300.0,
         health_interval_s: float = 10.0,
         is_registered: Callable[[str], bool] | None = None,
@@ -162,6 +164,7 @@ class IngestWorker:
         self._registered: dict[str, tuple[bool, int]] = {}
         self._lock = threading.Lock()
         self._running = threading.Event()
+        self._stop_requested = threading.Event()
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
         self._last_housekeeping_us = 0
@@ -204,9 +207,12 @@ class IngestWorker:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Finish the batch in hand, commit it, disconnect; unprocessed messages stay queued
-        at the broker for the next start."""
+        at the broker for the next start. Stopping twice is harmless."""
+        if self._stop_requested.is_set():
+            return
         self.intake.stopping.set()
         self._running.clear()
+        self._stop_requested.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
             self._thread = None
@@ -235,7 +241,9 @@ class IngestWorker:
         c = self._c
         return WorkerStats(
             received=self.intake.received,
+            redelivered=self.intake.redelivered,
             not_owned=self.intake.not_owned,
+            ignored=self.intake.ignored,
             queue_full_waits=self.intake.queue_full_waits,
             connects=self.intake.connects,
             queued=self.intake.items.qsize(),
@@ -287,7 +295,7 @@ class IngestWorker:
                     self._devices.clear()  # reload the committed state on the retry
                 if not self._running.is_set():
                     return  # the batch stays unacknowledged and is redelivered
-                time.sleep(delay_s)
+                self._stop_requested.wait(delay_s)
                 delay_s = min(delay_s * 2, 30.0)
 
     def _process(self, batch: list[Inbound | Rejected]) -> None:
@@ -340,10 +348,10 @@ class IngestWorker:
         device.last_arrival_us = item.arrival_us
         step = device.sequencer.offer(item.frame, item.topic.transport, item.arrival_us)
         device.dirty = True
-        if step.outcome == "duplicate":
+        if step.outcome is Outcome.DUPLICATE:
             self._batch["duplicates"] += 1
             return None
-        if step.outcome == "late":
+        if step.outcome is Outcome.LATE:
             self._batch["late"] += 1
             return None
         self._batch["frames_accepted"] += 1
@@ -528,7 +536,7 @@ def _letter(item: Inbound, reason: str, detail: str) -> DeadLetter:
     return DeadLetter(
         arrival_us=item.arrival_us,
         topic=str(item.topic),
-        device_id=item.topic.device_id or UNKNOWN_DEVICE,
+        device_id=item.topic.device_id,
         reason=error.reason,
         detail=error.detail,
         payload_bytes=item.payload_bytes,

@@ -28,13 +28,13 @@ POSTURE_UP_VECTORS: Final = {
 }
 
 
-def _tilted(rng: np.random.Generator, posture: str, max_tilt_deg: float) -> np.ndarray:
+def _tilted(rng: np.random.Generator, posture: str, max_tilt_deg: float) -> npt.NDArray[np.float64]:
     vector = np.asarray(POSTURE_UP_VECTORS[posture], dtype=np.float64)
     vector /= np.linalg.norm(vector)
     axis = rng.standard_normal(3)
     axis /= np.linalg.norm(axis)
     angle = math.radians(rng.uniform(0.0, max_tilt_deg))
-    return Rotation.from_rotvec(axis * angle).apply(vector)
+    return np.asarray(Rotation.from_rotvec(axis * angle).apply(vector), dtype=np.float64)
 
 
 def gravity_track(
@@ -72,7 +72,8 @@ def movement_acc(
     noise = signal.sosfilt(sos, rng.standard_normal((n_samples + pad, 3)), axis=0)[pad:]
     rms = np.sqrt(np.mean(noise**2, axis=0, keepdims=True))
     taper = signal.windows.tukey(n_samples, 0.3)[:, None] if n_samples > 2 else 1.0
-    return noise / np.maximum(rms, 1e-12) * rms_g * taper
+    movement: npt.NDArray[np.float64] = noise / np.maximum(rms, 1e-12) * rms_g * taper
+    return movement
 
 
 def walking_acc(
@@ -91,7 +92,8 @@ def walking_acc(
         out += gains * np.sin(harmonic * phase[:, None] + offsets)
     out *= peak_g / max(np.max(np.abs(out)), 1e-9)
     taper = signal.windows.tukey(n_samples, min(1.0, 8.0 / max(n_samples / rate_hz, 1e-3)))
-    return out * taper[:, None]
+    walking: npt.NDArray[np.float64] = out * taper[:, None]
+    return walking
 
 
 def night_acc(

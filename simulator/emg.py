@@ -1,14 +1,14 @@
 """Surface-EMG building blocks: resting sleep EMG, spectrally shaped bursts and their envelopes.
 
 Muscle activity is modelled as band-limited Gaussian noise whose power spectrum follows the
-classic surface-EMG shape of Shwedyk et al. (1977), as used by Merletti & Parker (2004, ch. 4)
-and De Luca (1997)::
+classic surface-EMG shape of Shwedyk et al. (1977) (surface-EMG spectra: Merletti & Parker
+2004; De Luca 1997)::
 
     P(f) ∝ fh^4 f^2 / ((f^2 + fl^2) (f^2 + fh^2)^2)
 
 scaled so its median frequency hits a target (60-120 Hz for calf muscles), then high-passed at
-20 Hz and low-passed at 450 Hz (SENIAM / De Luca 2010 recommended band). All arrays are float32
-in µV unless stated otherwise; the caller's :class:`numpy.random.Generator` is the only source
+20 Hz (De Luca et al. 2010) and low-passed at 450 Hz. All arrays are float32 in µV unless
+stated otherwise; the caller's :class:`numpy.random.Generator` is the only source
 of randomness.
 """
 
@@ -140,7 +140,7 @@ def shaped_noise(rng: np.random.Generator, n_samples: int, rate_hz: float, media
     if n_samples <= 0:
         return np.zeros(0, dtype=np.float32)
     size = max(n_samples, 64)
-    freqs = np.fft.rfftfreq(size, 1.0 / rate_hz)
+    freqs = np.fft.rfftfreq(size, 1.0 / rate_hz).astype(np.float64)
     amplitude = np.sqrt(_shaped_psd(freqs, fh_for_median(median_hz, rate_hz), rate_hz))
     spectrum = np.fft.rfft(rng.standard_normal(size)) * amplitude
     noise = np.fft.irfft(spectrum, size)[:n_samples]
@@ -187,7 +187,8 @@ def smooth_modulation(
     knot_times = np.arange(n_knots) * knot_s
     times = np.arange(n_samples) / rate_hz
     log_amp = np.interp(times, knot_times, series) * depth
-    return np.exp(log_amp - depth**2 / 2.0)
+    modulation: npt.NDArray[np.float64] = np.exp(log_amp - depth**2 / 2.0)
+    return modulation
 
 
 def contraction_envelope(

@@ -4,8 +4,8 @@ Frames of ~1 s per stream go out with QoS 1 on ``crampwatch/v1/{device_id}/{emg|
 or ``crampwatch/v1/{device_id}/sync/{emg|acc}`` (sync). Live frames leave when their last
 sample would have been recorded, at ``speed`` x real time (``speed=None``: as fast as the broker
 acknowledges). The frame-level faults in a night's labels (gaps, duplicated and out-of-order
-frames, clock drift and jumps) are applied exactly as labelled by :func:`plan_frames`, so a
-subscriber can check every frame against the labels.
+frames, clock drift and jumps) are applied exactly as labelled by
+:func:`simulator.frames.plan_frames`, so a subscriber can check every frame against the labels.
 
 Usable from code: :func:`publish_nights` runs in any thread, stops when its ``stop`` event is
 set and reports progress through a callback.
@@ -20,26 +20,28 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
 from urllib.parse import unquote, urlsplit
 
-import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest.protocol import (
-    SampleType,
-    StreamKind,
-    Transport,
-    encode_binary,
-    encode_json,
-    make_frame,
-    topic_for,
-)
+from ingest.protocol import StreamKind, Transport, topic_for
+from simulator.frames import DEFAULT_FRAME_S, PlannedFrame, frame_payload, plan_frames
 from simulator.labels import NightLabels
 from simulator.recording import Recording
 
-DEFAULT_FRAME_S: Final = 1.0
+__all__ = [
+    "BrokerAddress",
+    "DeviceNight",
+    "PlannedFrame",
+    "PublishError",
+    "PublishOptions",
+    "PublishProgress",
+    "PublishReport",
+    "frame_payload",
+    "plan_frames",
+    "publish_nights",
+]
 
 
 class PublishError(RuntimeError):
@@ -89,126 +91,6 @@ class DeviceNight:
 
 
 @dataclass(frozen=True)
-class PlannedFrame:
-    """One frame as it will be sent.
-
-    Attributes
-    ----------
-    kind : StreamKind
-    seq : int
-        Sequence number within (device, stream); a duplicate repeats it, a gap skips numbers.
-    first_sample, n_samples : int
-        Slice of the recording's samples.
-    start_us : int
-        Device-clock time of the first sample (drift and jumps applied), µs.
-    true_start_s : float
-        Recording time of the first sample, seconds (no clock faults).
-    due_s : float
-        Recording time at which a live device sends it (after its last sample).
-    """
-
-    kind: StreamKind
-    seq: int
-    first_sample: int
-    n_samples: int
-    start_us: int
-    true_start_s: float
-    due_s: float
-
-
-def plan_frames(
-    labels: NightLabels,
-    n_emg: int,
-    n_acc: int,
-    *,
-    frame_s: float = DEFAULT_FRAME_S,
-    faults: bool = True,
-) -> list[PlannedFrame]:
-    """Every frame a device sends for one night, in sending order.
-
-    Frame faults from ``labels`` (when ``faults``): frames starting inside a ``gap`` are not
-    sent (their sequence numbers are skipped); inside ``duplicate_frames`` every frame is sent
-    twice in a row; inside ``out_of_order`` consecutive frames of a stream are sent in swapped
-    pairs; ``clock_drift`` (ppm) and ``clock_jump`` (s, from its onset on) shift ``start_us``.
-    """
-    streams: list[tuple[StreamKind, float, int]] = [(StreamKind.EMG, labels.emg_rate_hz, n_emg)]
-    if labels.acc_rate_hz is not None and n_acc > 0:
-        streams.append((StreamKind.ACC, labels.acc_rate_hz, n_acc))
-    drift_ppm = 0.0
-    jumps: list[tuple[float, float]] = []
-    windows: dict[str, list[tuple[float, float]]] = {
-        "gap": [],
-        "duplicate_frames": [],
-        "out_of_order": [],
-    }
-    if faults:
-        for fault in labels.faults:
-            if fault.type == "clock_drift":
-                drift_ppm = fault.value
-            elif fault.type == "clock_jump":
-                jumps.append((fault.onset_s, fault.value))
-            elif fault.type in windows:
-                windows[fault.type].append((fault.onset_s, fault.offset_s))
-
-    def inside(kind: str, t_s: float) -> bool:
-        return any(a <= t_s < b for a, b in windows[kind])
-
-    def device_us(t_s: float) -> int:
-        offset_s = t_s * (1.0 + drift_ppm * 1e-6) + sum(j for at, j in jumps if at <= t_s)
-        return labels.start_us + round(offset_s * 1e6)
-
-    merged: list[tuple[float, int, int, PlannedFrame]] = []
-    for order, (kind, rate_hz, n_total) in enumerate(streams):
-        per_frame = max(1, round(rate_hz * frame_s))
-        frames: list[PlannedFrame] = []
-        for seq, first in enumerate(range(0, n_total, per_frame)):
-            n = min(per_frame, n_total - first)
-            t_s = first / rate_hz
-            if inside("gap", t_s):
-                continue
-            frame = PlannedFrame(kind, seq, first, n, device_us(t_s), t_s, (first + n) / rate_hz)
-            frames.append(frame)
-            if inside("duplicate_frames", t_s):
-                frames.append(frame)
-        k = 0
-        while k + 1 < len(frames):
-            a, b = frames[k], frames[k + 1]
-            if inside("out_of_order", a.true_start_s) and a.seq != b.seq:
-                frames[k] = b
-                frames[k + 1] = PlannedFrame(
-                    a.kind, a.seq, a.first_sample, a.n_samples, a.start_us, a.true_start_s, b.due_s
-                )
-                k += 2
-            else:
-                k += 1
-        merged.extend((f.due_s, order, i, f) for i, f in enumerate(frames))
-    merged.sort(key=lambda item: (item[0], item[1], item[2]))
-    return [item[3] for item in merged]
-
-
-def frame_payload(rec: Recording, planned: PlannedFrame, *, json: bool = False) -> bytes:
-    """Encode one planned frame's samples (float32, physical units) as a v1 message."""
-    if planned.kind is StreamKind.EMG:
-        samples = rec.emg_uv[planned.first_sample : planned.first_sample + planned.n_samples]
-        rate = rec.emg_rate_hz
-    else:
-        if rec.acc_g is None or rec.acc_rate_hz is None:
-            raise ValueError("recording has no accelerometer")
-        samples = rec.acc_g[planned.first_sample : planned.first_sample + planned.n_samples]
-        rate = rec.acc_rate_hz
-    frame = make_frame(
-        planned.kind,
-        rate,
-        planned.start_us,
-        planned.seq,
-        np.asarray(samples, dtype=np.float32),
-        scale=1.0,
-        sample_type=SampleType.FLOAT32,
-    )
-    return encode_json(frame) if json else encode_binary(frame)
-
-
-@dataclass(frozen=True)
 class PublishOptions:
     """How to publish.
 
@@ -225,7 +107,8 @@ class PublishOptions:
     frame_faults : bool
         Apply the labels' frame faults.
     connections : int or None
-        MQTT connections to spread devices over; None: one per device, at most 32.
+        MQTT connections to spread devices over (a device always uses the same one, so its
+        frames stay in order); None: one per device, at most 4 (fastest on a small machine).
     max_in_flight : int
         Unacknowledged QoS 1 messages allowed per connection (back-pressure).
     client_id_prefix : str
@@ -347,6 +230,9 @@ def publish_nights(
 ) -> PublishReport:
     """Publish every night's frames over MQTT (QoS 1) and wait for every acknowledgement.
 
+    A lost connection is re-opened (1-5 s back-off) and unacknowledged frames are re-sent; the
+    call waits through an outage until the broker is back or ``stop`` is set.
+
     Parameters
     ----------
     nights : sequence of DeviceNight
@@ -371,7 +257,7 @@ def publish_nights(
     ids = [n.device_id for n in nights]
     if len(set(ids)) != len(ids):
         raise ValueError("device ids of the nights must differ")
-    n_conn = max(1, min(len(nights), options.connections or min(len(nights), 32)))
+    n_conn = max(1, min(len(nights), options.connections or 4))
     run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
     conns = [
         _open_connection(address, f"{options.client_id_prefix}-{run_id}-{k}", options.max_in_flight)

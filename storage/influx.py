@@ -33,9 +33,9 @@ from storage.base import (
 )
 from storage.influx_writer import InfluxWriter, WriteMode
 from storage.queries import (
-    EPISODE_LOOKBACK_US,
     QUALITY_LOOKBACK_US,
     SECOND_US,
+    episode_onset_floor_us,
     select_episodes,
     select_quality,
     series_bin_us,
@@ -233,11 +233,12 @@ class InfluxStore(Store):
         return "(" + " OR ".join(f"device_id = {schema.quote_str(d)}" for d in device_ids) + ")"
 
     def _episode_candidates(
-        self, device_ids: Sequence[str], start_us: int, end_us: int
+        self, device_ids: Sequence[str], from_us: int, end_us: int
     ) -> list[Episode]:
+        """Episodes of the devices with onset in ``[from_us, end_us)``."""
         statement = (
             f"SELECT * FROM {self._from(schema.EPISODES)} WHERE {self._devices(device_ids)} "
-            f"AND {self._time_between(start_us - EPISODE_LOOKBACK_US, end_us)}"
+            f"AND {self._time_between(from_us, end_us)}"
         )
         return [schema.episode_from_row(row) for row in self._query([statement])[0]]
 
@@ -255,7 +256,7 @@ class InfluxStore(Store):
     def episodes(self, query: EpisodeQuery) -> list[Episode]:
         validation.check_episode_query(query, self._registry)
         devices = validation.check_devices(query.device_ids, None)
-        candidates = self._episode_candidates(devices, query.start_us, query.end_us)
+        candidates = self._episode_candidates(devices, episode_onset_floor_us(query), query.end_us)
         return select_episodes(candidates, query)
 
     def series(
@@ -303,15 +304,20 @@ class InfluxStore(Store):
         validation.check_limit(limit)
         if device_id is not None and not isinstance(device_id, str):
             raise QueryError(f"device_id must be a string or None, got {device_id!r}")
-        where = f"WHERE {self._time_between(start_us, end_us)}"
-        if device_id is not None:
-            where += f" AND device_id = {schema.quote_str(device_id)}"
+        source = self._from(schema.DEAD_LETTERS)
+        device = "" if device_id is None else f" AND device_id = {schema.quote_str(device_id)}"
         statement = (
-            f"SELECT * FROM {self._from(schema.DEAD_LETTERS)} {where} "
+            f"SELECT * FROM {source} WHERE {self._time_between(start_us, end_us)}{device} "
             f"ORDER BY time DESC LIMIT {limit}"
         )
-        letters = [schema.dead_letter_from_row(row) for row in self._query([statement])[0]]
-        letters.sort(key=lambda d: (-d.arrival_us, d.reason))
+        rows = self._query([statement])[0]
+        if len(rows) == limit:
+            # Letters of other reasons at the oldest time returned may have been cut
+            # arbitrarily: fetch that instant whole so the order (time, reason) decides.
+            edge_ns = min(int(row["time"]) for row in rows) * 1000
+            rows += self._query([f"SELECT * FROM {source} WHERE time = {edge_ns}{device}"])[0]
+        unique = {(d.arrival_us, d.reason): d for d in map(schema.dead_letter_from_row, rows)}
+        letters = sorted(unique.values(), key=lambda d: (-d.arrival_us, d.reason))
         return letters[:limit]
 
     def _night_data(

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from influxdb_client import Point, WritePrecision
+from influxdb_client.client.write.point import Point as _Point
+from influxdb_client.domain.write_precision import WritePrecision
 
 from detection.events import Episode, Movement, QualityEvent, QualityFlag, SeriesPoint
 from storage.base import DeadLetter, HealthRecord
@@ -24,11 +25,12 @@ DEAD_LETTERS: Final = "dead_letters"
 MEASUREMENTS: Final = (EPISODES, QUALITY, SERIES, HEALTH, DEAD_LETTERS)
 UNKNOWN: Final = -1
 _US: Final = WritePrecision.US
+Point: Any = _Point  # influxdb-client's Point has no type annotations
 
 Row = Mapping[str, Any]
 
 
-def _line(point: Point) -> str:
+def _line(point: Any) -> str:
     return str(point.to_line_protocol(_US))
 
 

@@ -28,7 +28,7 @@ from influxdb_client.client.write_api import WriteOptions, WriteType
 from influxdb_client.domain.write_precision import WritePrecision
 from influxdb_client.rest import ApiException
 
-from storage.base import SpoolHealth, StoreUnavailable, UnstorableValue
+from storage.base import SpoolHealth, StoreError, StoreUnavailable, UnstorableValue
 from storage.spool import Spool, SpoolRecord
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,10 @@ class InfluxWriter:
                     self._mark_down(exc)
             if self._spool is None:
                 raise StoreUnavailable(f"InfluxDB at {self.url} unreachable: {self._last_error}")
-            self._spool.append("\n".join(lines).encode(), self._clock_us())
+            try:
+                self._spool.append("\n".join(lines).encode(), self._clock_us())
+            except OSError as exc:
+                raise StoreUnavailable(f"cannot append to the spool: {exc}") from exc
 
     def _mark_down(self, exc: _Unreachable) -> None:
         """Skip the server for the flush interval (or its Retry-After, when longer)."""
@@ -248,10 +251,16 @@ class InfluxWriter:
         while not self._stop.wait(self.flush_interval_s):
             if len(spool) == 0 or time.monotonic() < self._down_until:
                 continue
-            while not self._stop.is_set():
-                with self._write_lock:
-                    if len(spool) == 0 or not self._replay_batch(spool):
-                        break
+            try:
+                while not self._stop.is_set():
+                    with self._write_lock:
+                        if len(spool) == 0 or not self._replay_batch(spool):
+                            break
+            except (OSError, StoreError) as exc:
+                # A local problem (disk, damaged segment): keep the thread, retry later.
+                log.error("spool replay from %s failed: %s", spool.directory, exc)
+                self._last_error = f"spool replay: {exc}"
+                self._down_until = time.monotonic() + self.flush_interval_s
 
     def health(self) -> SpoolHealth:
         """Size and age of the spool, replays so far, and the last delivery error."""
@@ -277,5 +286,7 @@ class InfluxWriter:
             self._replayer.join(timeout=30)
         if self._spool is not None and len(self._spool) and time.monotonic() >= self._down_until:
             self.flush()
+        if self._spool is not None:
+            self._spool.close()
         if self._client is not None:
             self._client.close()  # type: ignore[no-untyped-call]

@@ -20,6 +20,14 @@ QUALITY_LOOKBACK_US: Final = 36 * 3600 * SECOND_US
 """The same for quality-fault intervals (a lead can stay off all night)."""
 
 
+def episode_onset_floor_us(query: EpisodeQuery) -> int:
+    """Earliest onset an episode of ``query`` can have (look-back, or the cursor when later)."""
+    floor_us = query.start_us - EPISODE_LOOKBACK_US
+    if query.after_episode is not None:
+        floor_us = max(floor_us, query.after_episode[0])
+    return max(0, floor_us)
+
+
 def select_episodes(candidates: Iterable[Episode], query: EpisodeQuery) -> list[Episode]:
     """Filter, order (onset, episode id), page and limit episodes for ``query``.
 

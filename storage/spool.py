@@ -16,6 +16,7 @@ is cut off when the spool is opened.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import struct
 import threading
@@ -35,6 +36,10 @@ _SUFFIX: Final = ".spool"
 
 class SpoolCorrupt(StoreError):
     """A spool segment other than the newest one fails its checksum (disk damage)."""
+
+
+class SpoolLocked(StoreUnavailable):
+    """Another process (or store) has this spool directory open."""
 
 
 class SpoolFull(StoreUnavailable):
@@ -76,7 +81,8 @@ class Spool:
     Parameters
     ----------
     directory : Path
-        Created if missing; holds the segments and the cursor. One process at a time.
+        Created if missing; holds the segments and the cursor. One open spool at a time:
+        a second one on the same directory raises :class:`SpoolLocked` (``flock``).
     max_bytes : int
         Bound on the bytes waiting (headers included); :meth:`append` raises
         :class:`SpoolFull` rather than exceed it.
@@ -89,6 +95,15 @@ class Spool:
             raise ValueError("max_bytes and segment_bytes must be positive")
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_file = (self.directory / "lock").open("a+")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            raise SpoolLocked(
+                f"spool {self.directory} is in use by another process or store; "
+                "give every writing process its own spool directory"
+            ) from None
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._lock = threading.RLock()
@@ -276,3 +291,10 @@ class Spool:
 
     def __len__(self) -> int:
         return self._records
+
+    def close(self) -> None:
+        """Release the directory lock (the spooled records stay on disk)."""
+        with self._lock:
+            if not self._lock_file.closed:
+                fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+                self._lock_file.close()

@@ -35,9 +35,9 @@ from storage.base import (
     WeekSummary,
 )
 from storage.queries import (
-    EPISODE_LOOKBACK_US,
     QUALITY_LOOKBACK_US,
     SECOND_US,
+    episode_onset_floor_us,
     select_episodes,
     select_quality,
     series_bin_us,
@@ -324,20 +324,21 @@ class SqliteStore(Store):
     # -- reads -------------------------------------------------------------------------------
 
     def _episode_candidates(
-        self, device_ids: Sequence[str], start_us: int, end_us: int
+        self, device_ids: Sequence[str], from_us: int, end_us: int
     ) -> list[Episode]:
+        """Episodes of the devices with onset in ``[from_us, end_us)``."""
         marks = ", ".join("?" * len(device_ids))
         rows = self._rows(
             f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE device_id IN ({marks}) "
             "AND onset_us >= ? AND onset_us < ?",
-            (*device_ids, start_us - EPISODE_LOOKBACK_US, end_us),
+            (*device_ids, from_us, end_us),
         )
         return [_episode_from_row(row) for row in rows]
 
     def episodes(self, query: EpisodeQuery) -> list[Episode]:
         validation.check_episode_query(query, self._registry)
         devices = validation.check_devices(query.device_ids, None)
-        candidates = self._episode_candidates(devices, query.start_us, query.end_us)
+        candidates = self._episode_candidates(devices, episode_onset_floor_us(query), query.end_us)
         return select_episodes(candidates, query)
 
     def series(

@@ -8,6 +8,8 @@ and started again on the same port and data dir (outage and restart tests).
 from __future__ import annotations
 
 import contextlib
+import getpass
+import os
 import shutil
 import signal
 import socket
@@ -135,7 +137,10 @@ class Mosquitto(ServerProcess):
             + ("allow_anonymous true\n" if "allow_anonymous" not in extra_conf else "")
             + f"persistence true\npersistence_location {workdir}/\n"
             "max_queued_messages 1000000\nmax_inflight_messages 100\n"
-            "log_dest stdout\nlog_type error\nlog_type warning\n" + extra_conf
+            "log_dest stdout\nlog_type error\nlog_type warning\n"
+            # as root mosquitto drops to user "mosquitto", which cannot write our temp dir
+            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "")
+            + extra_conf
         )
         return cls("mosquitto", [binary, "-c", str(conf)], port, workdir)
 

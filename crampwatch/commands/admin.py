@@ -25,7 +25,7 @@ devices_app = typer.Typer(help="Devices and their MQTT credentials.", no_args_is
 
 @contextmanager
 def _metadata(config: Path | None) -> Iterator[MetadataDB]:
-    from crampwatch.service import metadata_url
+    from crampwatch.wiring import metadata_url
 
     settings = settings_or_exit(config)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

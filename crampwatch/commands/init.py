@@ -67,7 +67,9 @@ STACK_ENV: tuple[EnvVar, ...] = (
     EnvVar("INFLUXDB_ADMIN_USER", "admin", "InfluxDB admin user created on first start."),
     EnvVar("INFLUXDB_ADMIN_PASSWORD", "", "InfluxDB admin password.", 18),
     EnvVar("INFLUXDB_ADMIN_TOKEN", "", "InfluxDB operator token; the app writes with it.", 48),
-    EnvVar("GRAFANA_INFLUX_PASSWORD", "", "Read-only InfluxQL login of Grafana (user grafana).", 18),
+    EnvVar(
+        "GRAFANA_INFLUX_PASSWORD", "", "Read-only InfluxQL login of Grafana (user grafana).", 18
+    ),
     EnvVar("GRAFANA_ADMIN_PASSWORD", "", "Grafana admin password (user admin).", 18),
     EnvVar("POSTGRES_PASSWORD", "", "Password of the metadata database (user crampwatch).", 24),
     EnvVar("MQTT_INGEST_PASSWORD", "", "Broker password of the ingest workers.", 24, "_ingest"),
@@ -240,6 +242,8 @@ def register(app: typer.Typer) -> None:
         if example:
             typer.echo(render_env_example(), nl=False)
             return
+        if no_env_file and rotate:
+            fail("--rotate writes the new secret to the env file; drop --no-env-file")
         try:
             existing: dict[str, str] = {}
             if not no_env_file and env_file.exists():
@@ -255,9 +259,7 @@ def register(app: typer.Typer) -> None:
                 )
             if broker_dir is not None:
                 written = sync_broker_accounts(broker_dir, values)
-                typer.echo(
-                    f"{broker_dir}: broker accounts updated: {', '.join(written) or 'none'}"
-                )
+                typer.echo(f"{broker_dir}: broker accounts updated: {', '.join(written) or 'none'}")
         except InitError as exc:
             fail(str(exc))
         except BrokerAuthError as exc:

@@ -49,7 +49,9 @@ def prepare_demo(metadata: MetadataDB, devices: int) -> DemoKeys:
             metadata.add_device(demo_device_id(index), DEMO_WEARER, site="left_calf")
     return DemoKeys(
         wearer=metadata.create_key(Role.WEARER, wearer_id=DEMO_WEARER, name="demo").token,
-        clinician=metadata.create_key(Role.CLINICIAN, clinician_id=DEMO_CLINICIAN, name="demo").token,
+        clinician=metadata.create_key(
+            Role.CLINICIAN, clinician_id=DEMO_CLINICIAN, name="demo"
+        ).token,
         admin=metadata.create_key(Role.ADMIN, name="demo").token,
     )
 
@@ -57,7 +59,9 @@ def prepare_demo(metadata: MetadataDB, devices: int) -> DemoKeys:
 class Simulation:
     """Simulated wearables publishing night after night, starting now, at ``speed`` x real time."""
 
-    def __init__(self, broker_url: str, devices: int, speed: float, night_min: float, seed: int) -> None:
+    def __init__(
+        self, broker_url: str, devices: int, speed: float, night_min: float, seed: int
+    ) -> None:
         self.broker_url = broker_url
         self.devices = devices
         self.speed = speed
@@ -110,7 +114,9 @@ class Simulation:
                 self.frames_acked = base + p.frames_acked
 
             try:
-                report = publish_nights(nights, self.broker_url, options, stop=self.stop_event, progress=progress)
+                report = publish_nights(
+                    nights, self.broker_url, options, stop=self.stop_event, progress=progress
+                )
             except PublishError as exc:
                 self.error = str(exc)
                 return
@@ -124,16 +130,30 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         config: ConfigOption = None,
-        simulate: Annotated[int, typer.Option("--simulate", min=0, max=500, help="Feed N simulated wearables.")] = 0,
-        speed: Annotated[float, typer.Option(min=1.0, max=10_000.0, help="Simulation speed, x real time.")] = 60.0,
-        night_min: Annotated[float, typer.Option("--night-min", min=1.0, max=720.0, help="Simulated night length, minutes.")] = 120.0,
+        simulate: Annotated[
+            int, typer.Option("--simulate", min=0, max=500, help="Feed N simulated wearables.")
+        ] = 0,
+        speed: Annotated[
+            float, typer.Option(min=1.0, max=10_000.0, help="Simulation speed, x real time.")
+        ] = 60.0,
+        night_min: Annotated[
+            float,
+            typer.Option(
+                "--night-min", min=1.0, max=720.0, help="Simulated night length, minutes."
+            ),
+        ] = 120.0,
         seed: Annotated[int, typer.Option(help="Simulation seed.")] = 1,
-        ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Run the ingest worker and alerts.")] = True,
+        ingest: Annotated[
+            bool, typer.Option("--ingest/--no-ingest", help="Run the ingest worker and alerts.")
+        ] = True,
         api: Annotated[bool, typer.Option("--api/--no-api", help="Run the HTTP API.")] = True,
     ) -> None:
         """Run the service: ingest worker + detector + store + alerts + API (Ctrl-C stops)."""
         settings = settings_or_exit(config)
-        logging.basicConfig(level=settings.general.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=settings.general.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         if simulate and not ingest:
             fail("--simulate needs the ingest worker (drop --no-ingest)")
         service = Service(settings, run_ingest=ingest, run_api=api)
@@ -145,15 +165,22 @@ def register(app: typer.Typer) -> None:
         try:
             assert service.endpoint is not None and service.metadata is not None
             typer.echo(f"CrampWatch is running (data in {settings.data_dir.resolve()})")
-            typer.echo(f"  MQTT broker : {service.endpoint.host}:{service.endpoint.port}" + (" (embedded)" if service.broker else ""))
+            typer.echo(
+                f"  MQTT broker : {service.endpoint.host}:{service.endpoint.port}"
+                + (" (embedded)" if service.broker else "")
+            )
             typer.echo(f"  store       : {settings.store.backend}")
             if api:
-                typer.echo(f"  API         : {service.api_url}/v1   docs: {service.api_url}/docs   health: {service.api_url}/readyz")
+                typer.echo(
+                    f"  API         : {service.api_url}/v1   docs: {service.api_url}/docs   health: {service.api_url}/readyz"
+                )
             if simulate:
                 keys = prepare_demo(service.metadata, simulate)
-                simulation = Simulation(service.endpoint.url, simulate, speed, night_min, seed)
+                simulation = Simulation(service.broker_url, simulate, speed, night_min, seed)
                 simulation.start()
-                typer.echo(f"  simulating  : {simulate} wearables at {speed:g}x real time, nights of {night_min:g} min")
+                typer.echo(
+                    f"  simulating  : {simulate} wearables at {speed:g}x real time, nights of {night_min:g} min"
+                )
                 typer.echo(f"  wearer key  : {keys.wearer}")
                 typer.echo(f"  clinician   : {keys.clinician}")
                 typer.echo(f"  admin key   : {keys.admin}")
@@ -172,7 +199,9 @@ def register(app: typer.Typer) -> None:
         typer.echo("stopped.")
 
 
-def _progress_loop(service: Service, simulation: Simulation | None, interval_s: float = 2.0) -> None:
+def _progress_loop(
+    service: Service, simulation: Simulation | None, interval_s: float = 2.0
+) -> None:
     while True:
         time.sleep(interval_s)
         parts = []
@@ -183,9 +212,13 @@ def _progress_loop(service: Service, simulation: Simulation | None, interval_s: 
             parts.append(f"frames in {stats.frames_accepted}")
             parts.append(f"dead letters {stats.dead_letters}")
         progress = service.progress
-        parts.append(f"episodes found {progress.episodes_started} (ended {progress.episodes_ended})")
+        parts.append(
+            f"episodes found {progress.episodes_started} (ended {progress.episodes_ended})"
+        )
         if simulation is not None:
-            parts.append(f"simulated frames acked {simulation.frames_acked}, nights {simulation.nights_done}")
+            parts.append(
+                f"simulated frames acked {simulation.frames_acked}, nights {simulation.nights_done}"
+            )
             if simulation.error:
                 parts.append(f"simulation stopped: {simulation.error}")
         typer.echo("  " + " | ".join(parts))

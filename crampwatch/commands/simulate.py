@@ -7,6 +7,7 @@ import json
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 
@@ -39,11 +40,17 @@ def _speed(text: str) -> float | None:
 
 
 def _broker(url: str | None, settings: Settings) -> str:
-    if url:
-        if not url.startswith(("mqtt://", "mqtts://")):
-            fail(f"--broker must look like mqtt://host:port, got {url!r}")
-        return url
-    return settings.broker.url or f"mqtt://127.0.0.1:{settings.broker.embedded_port}"
+    """The broker URL: ``--broker``, else the configured one, else the embedded broker; the
+    configured user name and password are added when the URL has none."""
+    if url and not url.startswith(("mqtt://", "mqtts://")):
+        fail(f"--broker must look like mqtt://host:port, got {url!r}")
+    chosen = url or settings.broker.url or f"mqtt://127.0.0.1:{settings.broker.embedded_port}"
+    scheme, rest = chosen.split("://", 1)
+    if settings.broker.username and "@" not in rest:
+        secret = settings.broker.password.get_secret_value() if settings.broker.password else ""
+        user = quote(settings.broker.username, safe="")
+        rest = f"{user}:{quote(secret, safe='')}@{rest}" if secret else f"{user}@{rest}"
+    return f"{scheme}://{rest}"
 
 
 def _report_line(report: PublishReport) -> str:
@@ -92,7 +99,9 @@ def register(app: typer.Typer) -> None:
             None, "--scenario", help=f"Fix the scenario: {', '.join(SCENARIOS)}."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives the same nights."),
-        out: Path | None = typer.Option(None, "--out", help="Directory for the labels."),
+        out: Path | None = typer.Option(
+            None, "--out", help="Directory for the labels (default: <data_dir>/simulated)."
+        ),
         duration_min: float = typer.Option(480.0, "--duration-min", min=0.2, help="Night length."),
         emg_rate_hz: float | None = typer.Option(
             None, "--emg-rate", help="EMG rate, Hz (default 1000; varied in a suite)."
@@ -118,6 +127,7 @@ def register(app: typer.Typer) -> None:
             _write_suite(suite, nights, seed, duration_min, emg_rate_hz, acc_rate_hz)
             return
         settings = settings_or_exit(config)
+        out = out or settings.data_dir / "simulated"
         options = PublishOptions(
             speed=_speed(speed), sync=sync, json=json_frames, frame_faults=not no_frame_faults
         )
@@ -156,8 +166,7 @@ def register(app: typer.Typer) -> None:
             bar.close()
         for k, report in enumerate(reports):
             typer.echo(f"night {k + 1}: {_report_line(report)}")
-        if out is not None:
-            typer.echo(f"labels in {out}")
+        typer.echo(f"labels in {out}")
 
     @app.command("replay")
     def replay_command(

@@ -13,7 +13,15 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.timewin import to_us
-from detection.events import Episode, EpisodeEvent, EventKind, Movement, SeriesPoint
+from detection.events import (
+    Episode,
+    EpisodeEvent,
+    EventKind,
+    Movement,
+    QualityEvent,
+    QualityFlag,
+    SeriesPoint,
+)
 from storage.metadata import MetadataDB, Role
 from storage.sqlite import SqliteStore
 
@@ -139,6 +147,15 @@ def world(tmp_path: Path) -> Iterator[World]:
         ],
     )
     store.write_series("ann-left", night_series(datetime(2026, 11, 23, 21, 0, tzinfo=UTC), 9))
+    lead_off_us = to_us(datetime(2026, 11, 24, 2, 0, tzinfo=UTC))
+    store.write_quality(
+        [
+            QualityEvent(
+                "ann-left", QualityFlag.LEAD_OFF, lead_off_us, lead_off_us + 600_000_000, 0
+            ),
+            QualityEvent("ann-left", QualityFlag.GAP, lead_off_us, lead_off_us + 300_000_000, 0),
+        ]
+    )
     app = create_app(store=store, metadata=metadata, clock=clock, rate_limit_per_min=10_000)
     with TestClient(app) as client:
         yield World(

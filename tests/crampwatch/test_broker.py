@@ -40,6 +40,7 @@ def test_persistent_session_gets_messages_published_while_it_was_away() -> None:
         wait_for(lambda: first == [b"live"], what="live message")
         worker.disconnect()
         worker.loop_stop()
+        wait_for(lambda: "worker" not in broker.connected_clients(), what="broker to see it go")
         for index in range(5):
             publisher.publish("crampwatch/v1/device-1/emg", b"%d" % index, qos=1).wait_for_publish(
                 5

@@ -22,7 +22,9 @@ def test_readme_lists_every_setting_with_its_default() -> None:
     for env, default, _ in settings_table():
         row = re.search(rf"^\| `{env}` \| `([^`]*)` \|", table, re.M)
         assert row, f"{env} is missing from the README settings table"
-        assert row.group(1) == default, f"{env}: README says {row.group(1)!r}, code says {default!r}"
+        assert row.group(1) == default, (
+            f"{env}: README says {row.group(1)!r}, code says {default!r}"
+        )
 
 
 def test_readme_lists_no_setting_that_does_not_exist() -> None:

@@ -4,12 +4,14 @@ MQTT clients that record what they receive."""
 from __future__ import annotations
 
 import grp
+import importlib.util
 import os
 import re
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -18,6 +20,17 @@ from tests.servers import Mosquitto, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+def load_script(name: str) -> ModuleType:
+    """Import a script of ``deploy/`` (they are not in a package) as a module."""
+    path = ROOT / "deploy" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_auth_dir() -> Path:

@@ -7,10 +7,18 @@ import stat
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from crampwatch.cli import build_app
-from crampwatch.commands.init import STACK_ENV, InitError, parse_env_file, resolve_values
+from crampwatch.commands.init import (
+    STACK_ENV,
+    InitError,
+    parse_env_file,
+    render_env_file,
+    resolve_values,
+)
 from ingest.broker_auth import (
     add_device_credentials,
     broker_accounts,
@@ -139,3 +147,21 @@ def test_environment_fills_what_the_file_lacks() -> None:
     assert "POSTGRES_PASSWORD" not in generated
     with pytest.raises(InitError, match="MQTT_INGEST_PASSWORD is not set"):
         resolve_values({}, {}, generate=False)
+
+
+def test_rotate_needs_the_env_file() -> None:
+    code, output = run("--no-env-file", "--rotate", "MQTT_API_PASSWORD")
+    assert code == 2 and "drop --no-env-file" in output
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.dictionaries(
+        st.from_regex(r"\A[A-Z][A-Z0-9_]{0,20}\Z"),
+        st.text(st.characters(min_codepoint=33, max_codepoint=126, blacklist_characters="'\"")),
+        max_size=8,
+    )
+)
+def test_env_file_round_trip(extra: dict[str, str]) -> None:
+    values = {var.name: var.default or "s3cret" for var in STACK_ENV} | extra
+    assert parse_env_file(render_env_file(values)) == values

@@ -3,37 +3,27 @@ deploy/worker_healthcheck.py (is this worker online at the broker?)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from crampwatch.commands.ingest import broker_config
 from crampwatch.settings import load_settings
+from crampwatch.wiring import broker_config
 from ingest.broker_auth import add_service_account
 from ingest.intake import STATUS_TOPIC
-from tests.deploy.mqtt_helpers import ROOT, connect, start_broker
+from tests.deploy.mqtt_helpers import ROOT, connect, load_script, start_broker
 
 SCRIPT = ROOT / "deploy" / "replica_entrypoint.py"
 HEALTH_SCRIPT = ROOT / "deploy" / "worker_healthcheck.py"
 
 
-def load(path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-replica = load(SCRIPT)
-health = load(HEALTH_SCRIPT)
+replica = load_script("replica_entrypoint.py")
+health = load_script("worker_healthcheck.py")
 
 
 def compose_dns(replicas: int, project: str = "crampwatch") -> Callable[[str], set[str]]:

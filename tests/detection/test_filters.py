@@ -10,7 +10,7 @@ from detection.errors import DetectorError
 from detection.filters import apply_sos, design_emg_filters, mains_frequencies_hz, steady_state
 
 
-def _design(rate_hz: float, notch: tuple[float, ...] = (50.0, 60.0)):
+def _design(rate_hz: float, notch: tuple[float, ...] = (50.0, 60.0, 150.0, 180.0)):
     return design_emg_filters(
         rate_hz, low_hz=20.0, high_hz=450.0, nyquist_fraction=0.45, notch_hz=notch, notch_q=30.0
     )

@@ -50,6 +50,23 @@ def publish(port: int, messages: Iterable[tuple[str, bytes]], client_id: str = "
     return len(infos)
 
 
+def end_session(port: int, client_id: str) -> None:
+    """Discard a worker's persistent session, so the shared broker stops queuing for it."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTProtocolVersion.MQTTv5
+    )
+    connected = threading.Event()
+    client.on_connect = lambda *args: connected.set()
+    client.connect("127.0.0.1", port, clean_start=True)  # session expiry 0: gone on disconnect
+    client.loop_start()
+    try:
+        if not connected.wait(10):
+            raise TimeoutError(f"could not connect as {client_id} to end its session")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 class Collector:
     """Subscribes to a topic filter and keeps (topic, payload) of what arrives."""
 

@@ -78,7 +78,7 @@ def test_kill_9_mid_night_then_restart_counts_every_frame_once(
         "CRAMPWATCH_BROKER_URL": broker.url,
         "CRAMPWATCH_BROKER_CLIENT_ID": client_id,
         "CRAMPWATCH_DATA_DIR": str(data_dir),
-        "CRAMPWATCH_LOG_LEVEL": "WARNING",
+        "CRAMPWATCH_LOG_LEVEL": "INFO",
         "CRAMPWATCH_INGEST_IDLE_FLUSH_S": "1",
         "CRAMPWATCH_INGEST_FINISH_AFTER_S": "4",
         "CRAMPWATCH_INGEST_HEALTH_INTERVAL_S": "0.2",
@@ -132,12 +132,18 @@ def test_kill_9_mid_night_then_restart_counts_every_frame_once(
         assert health["emg"].gaps == health["acc"].gaps == 0
         series = store.series(device, NIGHT_START_US, NIGHT_START_US + DURATION_S * 10**6, 20_000)
         assert len(series) == len(reference.series)
-        redelivered = health["emg"].duplicates + health["acc"].duplicates
+        duplicates = health["emg"].duplicates + health["acc"].duplicates
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        final = json.loads(log.read_text().rsplit("ingest stopped: ", 1)[1].splitlines()[0])
+        assert final["frames_accepted"] == len(messages) - committed
+        frames_again = final["received"] - final["ignored"]
+        assert frames_again == len(messages) - committed + duplicates
         with capsys.disabled():
             print(
-                f"\nkill -9 with {committed} of {len(messages)} frames committed; after restart "
-                f"{redelivered} redelivered frames were recognised as duplicates and "
-                f"{len(messages) - committed} processed; "
+                f"\nkill -9 with {committed} of {len(messages)} frames committed; the restarted "
+                f"worker received {frames_again} frames ({final['redelivered']} flagged DUP by "
+                f"the broker), {duplicates} of them already committed (dropped as duplicates); "
                 f"{len(got)} episodes and {health['emg'].samples} EMG samples, as without the kill"
             )
     finally:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ from simulator.labels import load_labels
 from simulator.night import simulate_night
 from simulator.publisher import plan_frames
 from simulator.recording import read_recording, write_csv, write_edf
-from tests.servers import Mosquitto, wait_for
+from tests.servers import Mosquitto, require_binary, wait_for
 from tests.simulator.mqtt_sink import FrameSink
 
 runner = CliRunner()
@@ -120,3 +122,39 @@ def test_simulate_suite_writes_index_and_nights(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("*.edf"))) == 6
     assert len(list(tmp_path.glob("*.labels.json"))) == 6
     assert (tmp_path / "index.json").is_file()
+
+
+@pytest.mark.integration
+def test_simulate_uses_the_configured_broker_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    passwords = tmp_path / "passwords"
+    subprocess.run(
+        [
+            require_binary("mosquitto_passwd", "mosquitto"),
+            "-c",
+            "-b",
+            str(passwords),
+            "sim",
+            "s3cret",
+        ],
+        check=True,
+    )
+    broker = Mosquitto.create(
+        tmp_path / "broker",
+        extra_conf=f"allow_anonymous false\npassword_file {passwords}\nuser {getpass.getuser()}\n",
+    )
+    broker.start()
+    args = ["simulate", "--broker", broker.url, "--speed", "max", "--duration-min", "0.2"]
+    args += ["--out", str(tmp_path / "labels")]
+    try:
+        refused = runner.invoke(build_app(), args)
+        assert refused.exit_code == 2
+        assert "refused" in refused.output
+        monkeypatch.setenv("CRAMPWATCH_BROKER_USERNAME", "sim")
+        monkeypatch.setenv("CRAMPWATCH_BROKER_PASSWORD", "s3cret")
+        accepted = runner.invoke(build_app(), args)
+        assert accepted.exit_code == 0, accepted.output
+        assert "24/24 frames sent, 24 acked" in accepted.output
+    finally:
+        broker.stop()

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from ingest.protocol import StreamKind, Transport
-from simulator.labels import LabelledFault, NightLabels
 from simulator.night import simulate_night
 from simulator.publisher import (
     BrokerAddress,
@@ -61,52 +60,6 @@ def assert_delivered_as_planned(night: DeviceNight, got: dict, faults: bool = Tr
         for r, p in zip(received, planned, strict=True):
             expected = np.asarray(source[p.first_sample : p.first_sample + p.n_samples])
             assert np.array_equal(r.frame.physical(), expected.astype(np.float32))
-
-
-# ------------------------------------------------------------------------------ pure plans
-
-
-def labels_with(faults: tuple[LabelledFault, ...], duration_s: float = 20.0) -> NightLabels:
-    return NightLabels("dev", 1_000_000_000, "typical", 0, 1000.0, 50.0, duration_s, faults=faults)
-
-
-def test_clean_plan_covers_every_sample_once_in_time_order() -> None:
-    plan = plan_frames(labels_with(()), 20_500, 1025)
-    for kind, total, rate in ((StreamKind.EMG, 20_500, 1000.0), (StreamKind.ACC, 1025, 50.0)):
-        frames = [p for p in plan if p.kind is kind]
-        assert [p.seq for p in frames] == list(range(len(frames)))
-        covered = np.concatenate(
-            [np.arange(p.first_sample, p.first_sample + p.n_samples) for p in frames]
-        )
-        assert np.array_equal(covered, np.arange(total))
-        assert all(p.start_us == 1_000_000_000 + round(p.first_sample * 1e6 / rate) for p in frames)
-    assert [p.due_s for p in plan] == sorted(p.due_s for p in plan)
-
-
-def test_plan_applies_gap_duplicates_and_reordering_exactly_as_labelled() -> None:
-    labels = labels_with(
-        (
-            LabelledFault("gap", 3.0, 5.0, 1.0),
-            LabelledFault("duplicate_frames", 8.0, 10.0, 1.0),
-            LabelledFault("out_of_order", 12.0, 16.0, 1.0),
-        )
-    )
-    emg = [p.seq for p in plan_frames(labels, 20_000, 1000) if p.kind is StreamKind.EMG]
-    assert emg == [0, 1, 2, 5, 6, 7, 8, 8, 9, 9, 10, 11, 13, 12, 15, 14, 16, 17, 18, 19]
-
-
-def test_plan_applies_clock_drift_and_jumps() -> None:
-    labels = labels_with(
-        (
-            LabelledFault("clock_drift", 0.0, 20.0, 0.5, 100.0, "ppm"),
-            LabelledFault("clock_jump", 10.0, 10.0, 0.2, -2.5, "s"),
-        )
-    )
-    emg = {p.seq: p for p in plan_frames(labels, 20_000, 1000) if p.kind is StreamKind.EMG}
-    assert emg[5].start_us == 1_000_000_000 + 5_000_500
-    assert emg[10].start_us == 1_000_000_000 + 10_001_000 - 2_500_000
-    clean = {p.seq: p for p in plan_frames(labels, 20_000, 1000, faults=False)}
-    assert clean[10].start_us == 1_000_000_000 + 10_000_000
 
 
 def test_broker_urls_parse_or_fail_clearly() -> None:

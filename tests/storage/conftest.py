@@ -7,7 +7,7 @@ own database of the session's real ``influxd``; every contract test runs against
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -228,3 +228,44 @@ def make_night(
         health,
         dead_letters,
     )
+
+
+def assert_series_close(got: Sequence[SeriesPoint], expected: Sequence[SeriesPoint]) -> None:
+    """Same bins, same postures, means equal to floating-point rounding."""
+    assert [p.ts_us for p in got] == [p.ts_us for p in expected]
+    assert [p.posture for p in got] == [p.posture for p in expected]
+    for name in ("envelope_uv", "floor_uv", "activity_g"):
+        got_values = [getattr(p, name) for p in got]
+        expected_values = [getattr(p, name) for p in expected]
+        assert [v is None for v in got_values] == [v is None for v in expected_values], name
+        for a, b in zip(got_values, expected_values, strict=True):
+            if a is not None:
+                assert a == pytest.approx(b, rel=1e-12), name
+
+
+def reference_downsample(
+    points: Sequence[SeriesPoint], start_us: int, width_us: int
+) -> list[SeriesPoint]:
+    """Bin means and last posture, computed independently of both stores."""
+    bins: dict[int, list[SeriesPoint]] = {}
+    for p in points:
+        bins.setdefault((p.ts_us - start_us) // width_us, []).append(p)
+    out = []
+    for index in sorted(bins):
+        members = bins[index]
+
+        def mean(name: str, members: list[SeriesPoint] = members) -> float | None:
+            values = [getattr(p, name) for p in members if getattr(p, name) is not None]
+            return float(np.mean(values)) if values else None
+
+        postures = [p.posture for p in members if p.posture is not None]
+        out.append(
+            SeriesPoint(
+                start_us + index * width_us,
+                mean("envelope_uv"),
+                mean("floor_uv"),
+                mean("activity_g"),
+                postures[-1] if postures else None,
+            )
+        )
+    return out

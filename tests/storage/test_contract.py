@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,12 @@ from storage.sqlite import SqliteStore
 from tests.storage.conftest import (
     NIGHT_START_US,
     SECOND_US,
+    assert_series_close,
     episode,
     lifecycle,
     make_night,
     open_influx,
+    reference_downsample,
 )
 
 T0 = NIGHT_START_US
@@ -37,47 +39,6 @@ DAY_US = 24 * HOUR_US
 
 def query(*devices: str, start_us: int = T0, end_us: int = T0 + HOUR_US, **kw: Any) -> EpisodeQuery:
     return EpisodeQuery(tuple(devices), start_us, end_us, **kw)
-
-
-def assert_series_close(got: Sequence[SeriesPoint], expected: Sequence[SeriesPoint]) -> None:
-    """Same bins, same postures, means equal to floating-point rounding."""
-    assert [p.ts_us for p in got] == [p.ts_us for p in expected]
-    assert [p.posture for p in got] == [p.posture for p in expected]
-    for name in ("envelope_uv", "floor_uv", "activity_g"):
-        got_values = [getattr(p, name) for p in got]
-        expected_values = [getattr(p, name) for p in expected]
-        assert [v is None for v in got_values] == [v is None for v in expected_values], name
-        for a, b in zip(got_values, expected_values, strict=True):
-            if a is not None:
-                assert a == pytest.approx(b, rel=1e-12), name
-
-
-def reference_downsample(
-    points: Sequence[SeriesPoint], start_us: int, width_us: int
-) -> list[SeriesPoint]:
-    """Bin means and last posture, computed independently of both stores."""
-    bins: dict[int, list[SeriesPoint]] = {}
-    for p in points:
-        bins.setdefault((p.ts_us - start_us) // width_us, []).append(p)
-    out = []
-    for index in sorted(bins):
-        members = bins[index]
-
-        def mean(name: str, members: list[SeriesPoint] = members) -> float | None:
-            values = [getattr(p, name) for p in members if getattr(p, name) is not None]
-            return float(np.mean(values)) if values else None
-
-        postures = [p.posture for p in members if p.posture is not None]
-        out.append(
-            SeriesPoint(
-                start_us + index * width_us,
-                mean("envelope_uv"),
-                mean("floor_uv"),
-                mean("activity_g"),
-                postures[-1] if postures else None,
-            )
-        )
-    return out
 
 
 # -- episodes --------------------------------------------------------------------------------
@@ -248,6 +209,12 @@ def test_dead_letters_newest_first_filtered_and_limited(store: Store) -> None:
     assert store.dead_letters(None, T0 + 8 * SECOND_US, T0 + 22 * SECOND_US) == [
         d for d in newest_first if T0 + 8 * SECOND_US <= d.arrival_us < T0 + 22 * SECOND_US
     ]
+    tie_us = T0 + 2 * HOUR_US
+    tied = [replace(night.dead_letters[0], arrival_us=tie_us, reason=r) for r in ("zz", "aa", "mm")]
+    store.write_dead_letters(tied)
+    window = (tie_us, tie_us + 1)
+    assert store.dead_letters(None, *window, limit=1) == [tied[1]]
+    assert store.dead_letters(None, *window, limit=2) == [tied[1], tied[2]]
 
 
 # -- summaries -------------------------------------------------------------------------------

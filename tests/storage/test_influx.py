@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 import uuid
@@ -61,8 +62,11 @@ def endpoint() -> Iterator[WriteEndpoint]:
             state.requests.append(
                 Captured("POST", split.path, parse_qs(split.query), dict(self.headers), body)
             )
-            status = state.statuses.pop(0) if state.statuses else 204
-            payload = b"" if status == 204 else b'{"code":"x","message":"refused"}'
+            if split.path == "/query":
+                status, payload = 200, b'{"results":[{"statement_id":0}]}'
+            else:
+                status = state.statuses.pop(0) if state.statuses else 204
+                payload = b"" if status == 204 else b'{"code":"x","message":"refused"}'
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
@@ -329,3 +333,30 @@ def test_retry_after_is_read_as_seconds_or_a_date() -> None:
     assert parse_retry_after_s("86400") == 300.0  # capped
     in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
     assert 55 <= parse_retry_after_s(in_a_minute) <= 60
+
+
+def test_reads_send_influxql_with_the_token(endpoint: WriteEndpoint, tmp_path: Path) -> None:
+    store = v2_store(endpoint.url, None)
+    assert store.episodes(EpisodeQuery(("dev-1",), T0, T0 + SECOND_US)) == []
+    store.close()
+    (request,) = endpoint.requests
+    assert request.path == "/query"
+    assert request.headers["Authorization"] == "Token reader:s3cret"
+    form = parse_qs(request.body.decode())
+    assert form["db"] == ["crampwatch"] and form["rp"] == ["autogen"] and form["epoch"] == ["u"]
+    (statement,) = form["q"]
+    assert statement.startswith('SELECT * FROM "crampwatch"."autogen"."episodes" WHERE ')
+    assert "device_id = 'dev-1'" in statement
+
+
+def test_v1_write_path_on_the_wire(endpoint: WriteEndpoint) -> None:
+    store = InfluxStore(
+        endpoint.url, "crampwatch", token="writer:pw", write_mode="v1", retention_policy="one_year"
+    )
+    store.write_series("dev-1", [SeriesPoint(T0, 2.5, None, None, None)])
+    store.close()
+    (request,) = endpoint.requests
+    assert request.path == "/write"
+    assert request.query == {"db": ["crampwatch"], "precision": ["u"], "rp": ["one_year"]}
+    assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"writer:pw").decode()
+    assert request.body.decode() == f"series,device_id=dev-1 envelope_uv=2.5 {T0}"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from storage.spool import HEADER, Spool, SpoolCorrupt, SpoolFull
+from storage.spool import HEADER, Spool, SpoolCorrupt, SpoolFull, SpoolLocked
 
 payloads = st.binary(min_size=0, max_size=300)
 operations = st.lists(
@@ -39,6 +39,7 @@ def test_spool_returns_what_was_appended_in_order_across_reopens(ops: list[tuple
                 spool.consume(batch)
                 del waiting[: len(batch)]
             else:
+                spool.close()
                 spool = Spool(Path(directory), max_bytes=1 << 20, segment_bytes=512)
             status = spool.status()
             assert status.records == len(waiting) == len(spool)
@@ -46,6 +47,7 @@ def test_spool_returns_what_was_appended_in_order_across_reopens(ops: list[tuple
         assert [r.payload for r in spool.peek(10_000)] == waiting
         if not waiting:
             assert len(list(Path(directory).glob("*.spool"))) <= 1
+        spool.close()
 
 
 def test_append_refuses_to_pass_the_bound(tmp_path: Path) -> None:
@@ -69,10 +71,12 @@ def test_torn_last_record_is_cut_off_on_open(tmp_path: Path) -> None:
     size = segment.stat().st_size
     with segment.open("r+b") as handle:
         handle.truncate(size - 3)
+    spool.close()
     reopened = Spool(tmp_path, max_bytes=1 << 20)
     assert [r.payload for r in reopened.peek(10)] == [b"first"]
     assert reopened.status().oldest_appended_us == 1
     reopened.append(b"third")
+    reopened.close()
     assert [r.payload for r in Spool(tmp_path, 1 << 20).peek(10)] == [b"first", b"third"]
 
 
@@ -84,5 +88,15 @@ def test_damage_in_an_older_segment_is_reported(tmp_path: Path) -> None:
     data = bytearray(first.read_bytes())
     data[-1] ^= 0xFF
     first.write_bytes(bytes(data))
+    spool.close()
     with pytest.raises(SpoolCorrupt, match="damaged"):
         Spool(tmp_path, max_bytes=1 << 20, segment_bytes=64)
+
+
+def test_a_spool_directory_is_used_by_one_spool_at_a_time(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    spool.append(b"mine")
+    with pytest.raises(SpoolLocked, match="its own spool directory"):
+        Spool(tmp_path, max_bytes=1 << 20)
+    spool.close()
+    assert [r.payload for r in Spool(tmp_path, max_bytes=1 << 20).peek(5)] == [b"mine"]
