@@ -8,6 +8,7 @@ wearables. Stages know nothing of settings; this module maps settings to their p
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -270,12 +271,21 @@ class Service:
         assert self.store is not None and self.metadata is not None
         api = self.settings.api
         readiness: dict[str, Callable[[], bool]] = {"broker": self.broker_reachable}
+        broker = self.settings.broker
+        credentials: Callable[[str], str] | None = None
+        if broker.password_file is not None and broker.acl_file is not None:
+            from ingest.broker_auth import add_device_credentials
+
+            credentials = functools.partial(
+                add_device_credentials, broker.password_file, broker.acl_file
+            )
         app = create_app(
             store=self.store,
             metadata=self.metadata,
             readiness=readiness,
             rate_limit_per_min=api.rate_limit_per_min,
             max_upload_bytes=api.max_upload_mb * 1024 * 1024,
+            device_credentials=credentials,
         )
         config = uvicorn.Config(
             app, host=api.host, port=api.port, log_level="warning", lifespan="on"

@@ -186,7 +186,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  admin key   : {keys.admin}")
                 typer.echo(
                     f"  try         : curl -H 'Authorization: Bearer {keys.wearer}' "
-                    f"{service.api_url}/v1/me/episodes"
+                    f"{service.api_url}/v1/me/nights"
                 )
             typer.echo("Press Ctrl-C to stop.")
             _progress_loop(service, simulation)

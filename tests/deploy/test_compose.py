@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import importlib.resources
 import json
+import os
 import re
 import shlex
 import tomllib
@@ -223,7 +224,9 @@ def test_scaled_ingest_derives_worker_index() -> None:
 
 
 def test_influx_init_script_and_grafana_login_match() -> None:
-    script = (ROOT / "deploy" / "influxdb" / "init" / "10-crampwatch.sh").read_text()
+    path = ROOT / "deploy" / "influxdb" / "init" / "10-crampwatch.sh"
+    assert os.access(path, os.X_OK)  # the image runs init scripts with run-parts: executables only
+    script = path.read_text()
     assert "influx v1 dbrp create" in script and "--read-bucket" in script
     assert "--write-bucket" not in script  # Grafana reads only
     influx = environment("influxdb")
