@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -15,14 +15,14 @@ SITE_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 _EXAMPLE_TIME = "2026-11-20T23:41:07Z"
 
 
-def _examples(**values: object) -> ConfigDict:
+def _examples(**values: Any) -> ConfigDict:
     return ConfigDict(json_schema_extra={"examples": [values]})
 
 
 class Problem(BaseModel):
     """An error: FastAPI's ``{"detail": ...}`` shape."""
 
-    detail: str | list[dict[str, object]]
+    detail: str | list[dict[str, Any]]
     model_config = _examples(detail="not found")
 
 

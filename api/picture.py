@@ -9,7 +9,6 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -96,8 +95,14 @@ def render_night(
                 ax.set_xlim(x_start, x_end)
                 _mark_gaps_and_faults(ax, night, start_us, end_us, zone)
             env_ax.tick_params(labelbottom=False)
+            _envelope_legend(env_ax, night, start_us, end_us)
             _posture_legend(strip_ax, night)
-            strip_ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=zone))
+            strip_ax.xaxis.set_major_locator(
+                mdates.AutoDateLocator(tz=zone)  # type: ignore[no-untyped-call]
+            )
+            strip_ax.xaxis.set_major_formatter(
+                mdates.DateFormatter("%H:%M", tz=zone)  # type: ignore[no-untyped-call]
+            )
         if title:
             fig.suptitle(title, fontsize="medium")
         return figure_bytes(fig, fmt, width_px, height_px)
@@ -130,16 +135,17 @@ def _metadata(fmt: ImageFormat) -> dict[str, str | None]:
     return {"Date": None} if fmt == "svg" else {"Software": "CrampWatch"}
 
 
-def _local(ts_us: int, zone: ZoneInfo) -> datetime:
-    return from_us(ts_us).astimezone(zone)
+def _local(ts_us: int, zone: ZoneInfo) -> float:
+    """Matplotlib date number of a device time (the axis formatter shows it in ``zone``)."""
+    return float(mdates.date2num(from_us(ts_us).astimezone(zone)))  # type: ignore[no-untyped-call]
 
 
 def _draw_envelope(ax: Axes, night: DeviceNight, zone: ZoneInfo) -> None:
     points = _with_breaks(night.series)
-    times = [_local(p.ts_us, zone) for p in points]
+    times = np.array([_local(p.ts_us, zone) for p in points])
     envelope = np.array([np.nan if p.envelope_uv is None else p.envelope_uv for p in points])
     floor = np.array([np.nan if p.floor_uv is None else p.floor_uv for p in points])
-    if times:
+    if times.size:
         ax.plot(times, envelope, color="#1f77b4", linewidth=0.7, label="EMG envelope")
         ax.plot(times, floor, color="#7f7f7f", linewidth=1.0, linestyle="--", label="noise floor")
     if np.isfinite(envelope).any() and np.nanmin(envelope) > 0:
@@ -156,16 +162,12 @@ def _draw_envelope(ax: Axes, night: DeviceNight, zone: ZoneInfo) -> None:
         )
     ax.set_ylabel("µV")
     ax.set_title(f"{night.device_id} ({night.site})", fontsize="small", loc="left")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles, strict=True))
-    if unique:
-        ax.legend(unique.values(), unique.keys(), fontsize="x-small", loc="upper right")
 
 
 def _draw_strip(ax: Axes, night: DeviceNight, zone: ZoneInfo) -> None:
     points = _with_breaks(night.series)
     activity = np.array([np.nan if p.activity_g is None else p.activity_g for p in points])
-    times = [_local(p.ts_us, zone) for p in points]
+    times = np.array([_local(p.ts_us, zone) for p in points])
     top = float(np.nanmax(activity)) if np.isfinite(activity).any() else 1.0
     top = max(top, 0.05)
     for posture, run_start_us, run_end_us in _posture_runs(points):
@@ -174,7 +176,7 @@ def _draw_strip(ax: Axes, night: DeviceNight, zone: ZoneInfo) -> None:
             ax.axvspan(
                 _local(run_start_us, zone), _local(run_end_us, zone), color=colour, linewidth=0
             )
-    if times:
+    if times.size:
         ax.plot(times, activity, color="black", linewidth=0.6)
     ax.set_ylim(0, top * 1.1)
     ax.set_ylabel("g", fontsize="x-small")
@@ -285,3 +287,16 @@ def _posture_legend(ax: Axes, night: DeviceNight) -> None:
             ncol=len(handles),
             framealpha=0.7,
         )
+
+
+def _envelope_legend(ax: Axes, night: DeviceNight, start_us: int, end_us: int) -> None:
+    from matplotlib.patches import Patch
+
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))
+    if any(f.flag != "gap" for f in night.quality):
+        unique["signal fault"] = Patch(color=_FAULT_COLOUR, alpha=0.9)
+    if any(f.flag == "gap" for f in night.quality) or data_gaps_us(night.series, start_us, end_us):
+        unique["no data"] = Patch(facecolor=_GAP_COLOUR, alpha=0.5, hatch="//")
+    if unique:
+        ax.legend(unique.values(), unique.keys(), fontsize="x-small", loc="upper right")

@@ -189,6 +189,10 @@ class StoreSettings(_Concern):
     influx_flush_interval_ms: int = Field(
         default=1000, ge=10, le=60_000, description="Batch flush interval, ms."
     )
+    influx_create_database: bool = Field(
+        default=False,
+        description="Create the database on start (InfluxDB 1.x; 2.x/3.x buckets are made by the server's set-up).",
+    )
     spool_max_mb: int = Field(
         default=1024, ge=1, description="Largest local spool kept while InfluxDB is down, MiB."
     )

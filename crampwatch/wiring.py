@@ -106,6 +106,7 @@ def open_configured_store(settings: Settings) -> Store:
         "batch_size": s.influx_batch_size,
         "flush_interval_ms": s.influx_flush_interval_ms,
         "spool_max_mb": s.spool_max_mb,
+        "create_database": s.influx_create_database,
     }
     return open_store("influx", settings.data_dir, **options)
 

@@ -118,6 +118,7 @@ class Burst:
     artifact: bool = False
     recent_ratio: float = 0.0
     acc_checked: bool = False
+    low_min: float = math.inf
 
 
 @dataclass
@@ -126,6 +127,7 @@ class PendingEnd:
 
     episode: Episode
     deadline_us: int
+    ended_at_us: int
 
 
 @dataclass
@@ -164,6 +166,10 @@ class EpisodeMachine:
                 nxt = int(np.searchsorted(candidates, index))
                 found = nxt < candidates.size
                 if self.closing is not None:
+                    stop = int(candidates[nxt]) if found else count
+                    if stop > index:
+                        lowest = float(ratio[index:stop].min())
+                        self.closing.low_min = min(self.closing.low_min, lowest)
                     next_us = int(joined.start_us[candidates[nxt]]) if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
@@ -195,6 +201,8 @@ class EpisodeMachine:
             else:
                 if burst.low_run == 0:
                     burst.low_start_us = int(joined.start_us[index])
+                    burst.low_min = math.inf
+                burst.low_min = min(burst.low_min, r)
                 burst.low_run += 1
             burst.n_blocks += 1
             now_us = int(joined.end_us[index])
@@ -252,7 +260,8 @@ class EpisodeMachine:
                 )
             if up_us is not None:
                 episode = replace(item.episode, got_up_after=True)
-                events.append(EpisodeEvent(EventKind.ENDED, episode, up_us))
+                at_us = max(up_us, item.ended_at_us)
+                events.append(EpisodeEvent(EventKind.ENDED, episode, at_us))
             elif horizon_us >= item.deadline_us:
                 seen = None if acc is None else acc.peak_activity_g(offset_us, item.deadline_us)
                 episode = replace(item.episode, got_up_after=False if seen is not None else None)
@@ -411,10 +420,13 @@ class EpisodeMachine:
     def _resume(self, acc: AccState | None, at_us: int) -> bool:
         """Continue the closing episode with a burst starting at ``at_us``.
 
-        Not when the limb is upright or moving then: that is getting up or a voluntary
+        Only when the envelope stayed above ``back_ratio`` in between (the cramp dipped, the
+        muscle did not relax), and not when the limb is upright or moving then: that is getting up or a voluntary
         movement after the cramp, not the cramp coming back.
         """
         cfg = self.config
+        if self.closing is None or self.closing.low_min < cfg.back_ratio:
+            return False  # the muscle went back to rest in between: a new burst
         if acc is not None:
             if acc.posture_at(at_us, cfg.upright_deg) == "upright":
                 return False
@@ -458,7 +470,7 @@ class EpisodeMachine:
         if acc is None or not acc_seen:
             return [EpisodeEvent(EventKind.ENDED, episode, now_us)]
         deadline = offset_us + round(cfg.got_up_window_s * 1e6)
-        self.pending.append(PendingEnd(episode, deadline))
+        self.pending.append(PendingEnd(episode, deadline, now_us))
         return []
 
     def _episode(

@@ -105,8 +105,11 @@ class FaultTracker:
     clean_run: dict[int, int] = field(default_factory=dict)
     first_clean_us: dict[int, int] = field(default_factory=dict)
 
-    def step(self, times_us: IntArray, bits: IntArray) -> list[QualityEvent]:
-        """Advance over seconds starting at ``times_us`` with fault ``bits``; return events."""
+    def step(self, times_us: IntArray, ends_us: IntArray, bits: IntArray) -> list[QualityEvent]:
+        """Advance over seconds [times_us, ends_us) with fault ``bits``; return events.
+
+        Events carry the end of the second that decided them as ``at_us``.
+        """
         events: list[QualityEvent] = []
         active = np.flatnonzero(bits)
         if active.size == 0 and not self.open_since_us:
@@ -119,19 +122,21 @@ class FaultTracker:
                 index = int(active[later]) if later < active.size else count
                 continue
             t_us = int(times_us[index])
+            known_us = int(ends_us[index])
             for bit, flag in FLAG_BITS:
                 if value & bit:
                     self.clean_run[bit] = 0
                     if bit not in self.open_since_us:
                         self.open_since_us[bit] = t_us
-                        events.append(QualityEvent(self.device_id, flag, t_us, None, t_us))
+                        events.append(QualityEvent(self.device_id, flag, t_us, None, known_us))
                 elif bit in self.open_since_us:
                     run = self.clean_run.get(bit, 0)
                     if run == 0:
                         self.first_clean_us[bit] = t_us
                     self.clean_run[bit] = run + 1
                     if run + 1 >= CLEAR_SECONDS:
-                        events.append(self._close(bit, flag, self.first_clean_us[bit], t_us))
+                        end_us = self.first_clean_us[bit]
+                        events.append(self._close(bit, flag, end_us, known_us))
             index += 1
         return events
 

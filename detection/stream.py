@@ -559,7 +559,7 @@ class StreamDetector:
         if ready == 0:
             return []
         done = st.seconds.split(ready)
-        events: list[DetectorEvent] = list(st.faults.step(done.start_us, done.bits))
+        events: list[DetectorEvent] = list(st.faults.step(done.start_us, done.end_us, done.bits))
         edges = np.concatenate([done.start_us, done.end_us[-1:]])
         if st.acc is not None:
             activity, posture = st.acc.bins(edges, st.config.upright_deg)

@@ -14,6 +14,7 @@ from api.errors import invalid
 from api.exports import episodes_csv, fhir_bundle
 from api.models import SITE_PATTERN, EpisodesPublic, Problem
 from api.params import EndQuery, StartQuery, decode_cursor, encode_cursor, time_range_us
+from detection.events import Episode
 from storage.base import EpisodeQuery
 from storage.validation import MAX_EPISODE_LIMIT
 
@@ -90,7 +91,7 @@ def episode_history(
     )
 
 
-def _export(subject: ReadAccess, store: StoreDep, f: Filters) -> list:
+def _export(subject: ReadAccess, store: StoreDep, f: Filters) -> list[Episode]:
     if not subject.devices:
         return []
     episodes = store.episodes(_query(subject.device_ids, f, limit=MAX_EXPORT_EPISODES + 1))

@@ -14,6 +14,7 @@ from api.models import EpisodesPublic, NightsPublic, Problem
 from api.params import FirstNightQuery, LastNightQuery, night_range
 from api.picture import HEIGHT_RANGE_PX, MEDIA_TYPES, WIDTH_RANGE_PX, DeviceNight, render_night
 from api.timewin import night_of, night_window_us, to_us, utc_offset_s
+from detection.events import Episode
 from storage.base import EpisodeQuery, Store
 
 MAX_NIGHT_EPISODES = 10_000
@@ -43,7 +44,7 @@ def list_nights(
     return NightsPublic(data=data, count=len(data))
 
 
-def _night_episodes(subject: Subject, store: Store, night: date) -> list:
+def _night_episodes(subject: Subject, store: Store, night: date) -> list[Episode]:
     if not subject.devices:
         return []
     start_us, end_us = night_window_us(night, subject.wearer_or_404.time_zone)
