@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from alerts.redflags import RedFlagRules
@@ -51,6 +51,7 @@ def create_app(
     red_flags: RedFlagRules | None = None,
     rising_slope: float = 0.5,
     device_credentials: Callable[[str], str] | None = None,
+    mains_hz: str = "auto",
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the API.
@@ -74,6 +75,9 @@ def create_app(
         Weekly-episode slope (episodes/week per week) from which the weekly trend is "rising".
     device_credentials : callable, optional
         ``device_id -> MQTT password``; when given, ``POST /v1/devices`` issues credentials.
+    mains_hz : str
+        Mains notch of the upload detector (``auto``, ``50``, ``60``, ``both``, ``off``), as
+        configured for ingest.
     clock : callable
         Current timezone-aware UTC time.
     """
@@ -99,9 +103,11 @@ def create_app(
     app.state.red_flags = red_flags or RedFlagRules()
     app.state.rising_slope = rising_slope
     app.state.device_credentials = device_credentials
+    app.state.mains_hz = mains_hz
     app.state.clock = clock
     app.state.jobs = jobs
     app.state.metrics = api_metrics
+    app.middleware("http")(_upload_size_guard(max_upload_bytes))
     app.middleware("http")(api_metrics.middleware)
     app.add_exception_handler(QueryError, _query_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
@@ -124,3 +130,32 @@ async def _store_unavailable(_: Request, exc: Exception) -> JSONResponse:
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": "5"},
     )
+
+
+_MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def _upload_size_guard(
+    max_upload_bytes: int,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """Refuse an upload whose declared length is over the limit before its body is read.
+
+    Bodies without a length (chunked) are counted while they are copied (``routes.uploads``).
+    """
+
+    async def guard(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        declared = request.headers.get("content-length", "")
+        if (
+            request.method == "POST"
+            and declared.isdigit()
+            and int(declared) > max_upload_bytes + _MULTIPART_OVERHEAD_BYTES
+        ):
+            return JSONResponse(
+                {"detail": f"upload larger than {max_upload_bytes} bytes"},
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+            )
+        return await call_next(request)
+
+    return guard

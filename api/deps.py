@@ -39,26 +39,33 @@ def current_user(
     metadata: MetadataDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
 ) -> Principal:
-    """The caller of a valid key; 401 otherwise, 429 over the key's rate limit."""
+    """The caller of a valid key; 401 otherwise; 429 over the key's rate limit (or, for
+    requests without a valid key, over the client address's)."""
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing, invalid, revoked or expired API key",
         headers={"WWW-Authenticate": "Bearer"},
     )
-    if credentials is None or len(credentials.credentials) > 200:
-        raise unauthorized
-    principal = metadata.authenticate(credentials.credentials)
-    if principal is None:
-        raise unauthorized
     limiter: RateLimiter = request.app.state.rate_limiter
-    wait_s = limiter.take(principal.key_id)
+    principal = None
+    if credentials is not None and len(credentials.credentials) <= 200:
+        principal = metadata.authenticate(credentials.credentials)
+    if principal is None:
+        # Failed attempts count against the client address, so guessing is slowed too.
+        _limit(limiter, f"client:{request.client.host if request.client else '?'}")
+        raise unauthorized
+    _limit(limiter, principal.key_id)
+    return principal
+
+
+def _limit(limiter: RateLimiter, bucket: str) -> None:
+    wait_s = limiter.take(bucket)
     if wait_s > 0:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            "rate limit exceeded for this API key",
+            "rate limit exceeded",
             headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
         )
-    return principal
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -46,6 +46,7 @@ class DetectionRequest:
     site: str
     mvc_uv: float | None
     start_us: int
+    mains_hz: str = "auto"
 
 
 class JobRunner:
@@ -103,9 +104,8 @@ class JobRunner:
                 self._jobs[job_id] = replace(job, **changes)  # type: ignore[arg-type]
 
     def _run(self, job_id: str, recording: Recording, request: DetectionRequest) -> None:
-        from detection.offline import detect_recording
-
         from detection import DetectorError
+        from detection.offline import detect_recording
 
         self._update(job_id, state="running", progress=0.05)
         try:
@@ -118,6 +118,7 @@ class JobRunner:
                 device_id=request.device_id,
                 site=request.site,
                 mvc_uv=request.mvc_uv,
+                mains_hz=request.mains_hz,
             )
             self._update(job_id, progress=0.8)
             # Everything is computed before the first write: a bad file stores nothing.

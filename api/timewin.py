@@ -55,3 +55,22 @@ def iso_weeks_between(first: date, last: date) -> list[str]:
         weeks.append(iso_week(monday))
         monday += timedelta(days=7)
     return weeks
+
+
+def night_segments(first: date, last: date, time_zone: str) -> list[tuple[int, int, int]]:
+    """``(start_us, end_us, utc_offset_s)`` runs of consecutive nights with one UTC offset.
+
+    The store splits nights at a fixed offset; asking it once per run keeps every night right
+    across daylight-saving changes.
+    """
+    segments: list[tuple[int, int, int]] = []
+    night = first
+    while night <= last:
+        start_us, end_us = night_window_us(night, time_zone)
+        offset_s = utc_offset_s(time_zone, start_us)
+        if segments and segments[-1][2] == offset_s and segments[-1][1] == start_us:
+            segments[-1] = (segments[-1][0], end_us, offset_s)
+        else:
+            segments.append((start_us, end_us, offset_s))
+        night += timedelta(days=1)
+    return segments

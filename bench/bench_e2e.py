@@ -6,7 +6,7 @@ samples/s through the worker, the live wearers that throughput carries (1 kHz EM
 ACC each), episodes stored vs labelled cramps, confirmation -> alert latency (arrival of the
 confirming frame at the worker -> alert received by a subscriber), peak memory.
 
-    python -m bench.bench_e2e [--quick] [--devices 20] [--minutes 30] [--backends sqlite influx]
+    python -m bench.bench_e2e [--quick] [--devices 10] [--minutes 20] [--backends sqlite influx]
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
     p.add_argument("--backends", nargs="+", default=["sqlite", "influx"])
     args = p.parse_args(argv)
-    devices = args.devices or (2 if args.quick else 20)
+    devices = args.devices or (2 if args.quick else 10)
     minutes = args.minutes or (3.0 if args.quick else 20.0)
     nights = device_nights(devices, minutes * 60, args.seed)
     cases = []

@@ -47,9 +47,12 @@ def run_once(nights: list[Any], workdir: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--hours", type=float, default=None, help="Night length.")
+    p.add_argument(
+        "--sync-runs", type=int, default=1, help="Whole-night uploads timed (each takes minutes)."
+    )
     args = p.parse_args(argv)
     hours = args.hours or (0.1 if args.quick else 8.0)
-    runs = 1 if args.quick else min(args.runs, 3)
+    runs = 1 if args.quick else args.sync_runs
     nights = device_nights(1, hours * 3600, args.seed)
     results = []
     for _ in range(runs):

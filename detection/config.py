@@ -35,6 +35,9 @@ class DetectorConfig:
     on_ratio, off_ratio, back_ratio : float
         Hysteresis: a burst starts above ``on_ratio``, continues above ``off_ratio``; onset is
         back-dated to where the envelope last sat below ``back_ratio``.
+    back_factor, back_floor_ratio : float
+        With a known local baseline ``b`` the onset search stops below
+        ``max(back_floor_ratio, back_factor * b)`` instead of ``back_ratio``.
     backdate_max_s : float
         Onset is never back-dated further than this before the ``on_ratio`` crossing.
     baseline_s, baseline_quantile, baseline_factor : float
@@ -92,6 +95,8 @@ class DetectorConfig:
     on_ratio: float = 3.0
     off_ratio: float = 2.0
     back_ratio: float = 1.5
+    back_factor: float = 1.2
+    back_floor_ratio: float = 1.15
     backdate_max_s: float = 5.0
     baseline_s: float = 10.0
     baseline_quantile: float = 0.25

@@ -118,7 +118,8 @@ class Burst:
     artifact: bool = False
     recent_ratio: float = 0.0
     acc_checked: bool = False
-    low_min: float = math.inf
+    low_sum: float = 0.0
+    low_n: int = 0
 
 
 @dataclass
@@ -168,8 +169,9 @@ class EpisodeMachine:
                 if self.closing is not None:
                     stop = int(candidates[nxt]) if found else count
                     if stop > index:
-                        lowest = float(ratio[index:stop].min())
-                        self.closing.low_min = min(self.closing.low_min, lowest)
+                        gap = ratio[index:stop]
+                        self.closing.low_sum += float(gap.sum())
+                        self.closing.low_n += int(gap.shape[0])
                     next_us = int(joined.start_us[candidates[nxt]]) if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
@@ -201,8 +203,9 @@ class EpisodeMachine:
             else:
                 if burst.low_run == 0:
                     burst.low_start_us = int(joined.start_us[index])
-                    burst.low_min = math.inf
-                burst.low_min = min(burst.low_min, r)
+                    burst.low_sum, burst.low_n = 0.0, 0
+                burst.low_sum += r
+                burst.low_n += 1
                 burst.low_run += 1
             burst.n_blocks += 1
             now_us = int(joined.end_us[index])
@@ -303,10 +306,12 @@ class EpisodeMachine:
     def _begin(self, joined: BlockBatch, index: int) -> None:
         cfg = self.config
         limit_us = int(joined.start_us[index]) - round(cfg.backdate_max_s * 1e6)
+        base = self._baseline(joined.ratio[:index])
+        back = cfg.back_ratio if base is None else max(cfg.back_floor_ratio, cfg.back_factor * base)
         onset = index
         while (
             onset > 0
-            and joined.ratio[onset - 1] >= cfg.back_ratio
+            and joined.ratio[onset - 1] >= back
             and joined.start_us[onset - 1] >= limit_us
             and joined.end_us[onset - 1] == joined.start_us[onset]
         ):
@@ -315,7 +320,7 @@ class EpisodeMachine:
         self.burst = Burst(
             onset_us=onset_us,
             plm_context=self._in_plm_series(onset_us),
-            off_ratio=self._off_ratio(joined.ratio[:onset]),
+            off_ratio=self._off_ratio(self._baseline(joined.ratio[:onset])),
         )
         # blocks from the onset up to (not including) the crossing belong to the burst
         for k in range(onset, index):
@@ -331,21 +336,25 @@ class EpisodeMachine:
                 self.burst.sum_zcr_hz += float(joined.zcr_hz[k])
                 self.burst.bits |= int(joined.bits[k])
 
-    def _off_ratio(self, before: FloatArray) -> float:
-        """Continuation threshold: ``off_ratio``, raised above a busy local baseline.
+    def _baseline(self, before: FloatArray) -> float | None:
+        """Local resting ratio: a low quantile over the ``baseline_s`` before (None: too few).
 
-        The baseline is a low quantile of the ratio over the ``baseline_s`` before the onset
-        (Hodges & Bui 1996 measure onsets against the baseline just before them); it keeps a
-        rise of the resting level (posture, sleep stage) from holding a burst open.
+        Hodges & Bui (1996) measure an onset against the baseline just before it; a rise of
+        the resting level (posture, sleep stage) must neither hold a burst open nor stop the
+        search for its onset early.
         """
         cfg = self.config
         size = round(cfg.baseline_s / cfg.block_s)
         recent = before[max(0, before.shape[0] - size) :]
         valid = np.sort(recent[recent > 0])
         if valid.shape[0] < size // 4:
-            return cfg.off_ratio
-        base = float(valid[int(cfg.baseline_quantile * valid.shape[0])])
-        return max(cfg.off_ratio, cfg.baseline_factor * base)
+            return None
+        return float(valid[int(cfg.baseline_quantile * valid.shape[0])])
+
+    def _off_ratio(self, base: float | None) -> float:
+        """Continuation threshold: ``off_ratio``, raised above a busy local baseline."""
+        cfg = self.config
+        return cfg.off_ratio if base is None else max(cfg.off_ratio, cfg.baseline_factor * base)
 
     def _in_plm_series(self, onset_us: int) -> bool:
         cfg = self.config
@@ -389,6 +398,10 @@ class EpisodeMachine:
         limb_moved = burst.movement is Movement.MOVING
         if (burst.plm_context or limb_moved) and now_us - burst.onset_us <= cfg.lm_max_s * 1e6:
             return None  # could be a leg movement (<= 10 s): wait until it outlasts one
+        standing = acc is not None and acc.posture_at(now_us, cfg.upright_deg) == "upright"
+        if standing or self._got_up(burst, acc, now_us) is not None:
+            burst.decided = True
+            return None  # getting up / standing: not a cramp in bed
         burst.decided = True
         if burst.sum_zcr_hz / max(burst.n_high, 1) < cfg.zcr_min_hz:
             burst.artifact = True  # a low-frequency artifact leaking through the band-pass
@@ -414,18 +427,20 @@ class EpisodeMachine:
             return None
         cfg = self.config
         hold_us = round(cfg.upright_hold_s * 1e6)
-        reached = acc.upright_since(burst.onset_us, now_us, hold_us, cfg.upright_deg)
+        start_us = burst.onset_us - round(cfg.move_pre_s * 1e6)
+        reached = acc.upright_since(start_us, now_us, hold_us, cfg.upright_deg)
         return None if reached is None else reached - hold_us
 
     def _resume(self, acc: AccState | None, at_us: int) -> bool:
         """Continue the closing episode with a burst starting at ``at_us``.
 
-        Only when the envelope stayed above ``back_ratio`` in between (the cramp dipped, the
-        muscle did not relax), and not when the limb is upright or moving then: that is getting up or a voluntary
+        Only when the envelope stayed above ``back_ratio`` on average in between (the cramp
+        dipped, the muscle did not relax), and not when the limb is upright or moving then: that is getting up or a voluntary
         movement after the cramp, not the cramp coming back.
         """
         cfg = self.config
-        if self.closing is None or self.closing.low_min < cfg.back_ratio:
+        closing = self.closing
+        if closing is None or closing.low_sum < cfg.back_ratio * max(closing.low_n, 1):
             return False  # the muscle went back to rest in between: a new burst
         if acc is not None:
             if acc.posture_at(at_us, cfg.upright_deg) == "upright":

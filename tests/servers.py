@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -139,7 +140,11 @@ class Mosquitto(ServerProcess):
             "max_queued_messages 1000000\nmax_inflight_messages 100\n"
             "log_dest stdout\nlog_type error\nlog_type warning\n"
             # as root mosquitto drops to user "mosquitto", which cannot write our temp dir
-            + (f"user {getpass.getuser()}\n" if os.geteuid() == 0 else "")
+            + (
+                f"user {getpass.getuser()}\n"
+                if os.geteuid() == 0 and not re.search(r"^user ", extra_conf, re.M)
+                else ""
+            )
             + extra_conf
         )
         return cls("mosquitto", [binary, "-c", str(conf)], port, workdir)

@@ -13,9 +13,9 @@ from api.errors import invalid
 from api.models import EpisodesPublic, NightsPublic, Problem
 from api.params import FirstNightQuery, LastNightQuery, night_range
 from api.picture import HEIGHT_RANGE_PX, MEDIA_TYPES, WIDTH_RANGE_PX, DeviceNight, render_night
-from api.timewin import night_of, night_window_us, to_us, utc_offset_s
+from api.timewin import night_of, night_segments, night_window_us, to_us
 from detection.events import Episode
-from storage.base import EpisodeQuery, Store
+from storage.base import EpisodeQuery, NightSummary, Store
 
 MAX_NIGHT_EPISODES = 10_000
 PREFIXES = (("/v1/me", "my"), ("/v1/wearers/{wearer_id}", "a wearer's"))
@@ -33,15 +33,21 @@ def list_nights(
     wearer = subject.wearer_or_404
     today = night_of(to_us(request.app.state.clock()), wearer.time_zone)
     first_night, last_night = night_range(first, last, today, default_nights=30)
-    start_us, _ = night_window_us(first_night, wearer.time_zone)
-    _, end_us = night_window_us(last_night, wearer.time_zone)
-    nights = []
-    if subject.devices:
-        nights = store.night_summaries(
-            subject.device_ids, start_us, end_us, utc_offset_s(wearer.time_zone, start_us)
-        )
+    nights = night_summaries(store, subject, first_night, last_night)
     data = [night_public(n) for n in sorted(nights, key=lambda n: (n.night, n.device_id))]
     return NightsPublic(data=data, count=len(data))
+
+
+def night_summaries(store: Store, subject: Subject, first: date, last: date) -> list[NightSummary]:
+    """The subject's nights ``first..last`` (inclusive), right across DST changes."""
+    if not subject.devices:
+        return []
+    time_zone = subject.wearer_or_404.time_zone
+    return [
+        summary
+        for start_us, end_us, offset_s in night_segments(first, last, time_zone)
+        for summary in store.night_summaries(subject.device_ids, start_us, end_us, offset_s)
+    ]
 
 
 def _night_episodes(subject: Subject, store: Store, night: date) -> list[Episode]:

@@ -15,6 +15,7 @@ from api.deps import ReadAccess, StoreDep, Subject
 from api.models import Problem, RedFlagPublic, TrendPublic, WeeklySummaryPublic
 from api.page import patient_page
 from api.picture import DeviceNight, render_night
+from api.routes.nights import night_summaries
 from api.summaries import Trend, fill_weeks, weekly_trend
 from api.timewin import iso_weeks_between, night_of, night_window_us, to_us, utc_offset_s
 from storage.base import EpisodeQuery, Store, WeekSummary
@@ -55,13 +56,10 @@ def red_flags_now(request: Request, subject: Subject, store: Store) -> list[RedF
     """The :mod:`alerts.redflags` rules evaluated per device as of the latest night."""
     wearer = subject.wearer_or_404
     as_of = night_of(to_us(request.app.state.clock()), wearer.time_zone)
-    start_us, _ = night_window_us(as_of - timedelta(days=RED_FLAG_NIGHTS - 1), wearer.time_zone)
-    _, end_us = night_window_us(as_of, wearer.time_zone)
+    all_nights = night_summaries(store, subject, as_of - timedelta(days=RED_FLAG_NIGHTS - 1), as_of)
     flags = []
     for device_id in subject.device_ids:
-        nights = store.night_summaries(
-            (device_id,), start_us, end_us, utc_offset_s(wearer.time_zone, start_us)
-        )
+        nights = [n for n in all_nights if n.device_id == device_id]
         for finding in evaluate_red_flags(nights, as_of.isoformat(), request.app.state.red_flags):
             flags.append(
                 RedFlagPublic(
@@ -107,13 +105,7 @@ def patient_html(
     wearer = subject.wearer_or_404
     filled, trend, flags = weekly(request, subject, store, weeks)
     today = night_of(to_us(request.app.state.clock()), wearer.time_zone)
-    start_us, _ = night_window_us(today - timedelta(days=13), wearer.time_zone)
-    _, end_us = night_window_us(today, wearer.time_zone)
-    nights = []
-    if subject.devices:
-        nights = store.night_summaries(
-            subject.device_ids, start_us, end_us, utc_offset_s(wearer.time_zone, start_us)
-        )
+    nights = night_summaries(store, subject, today - timedelta(days=13), today)
     nights = sorted(nights, key=lambda n: (n.night, n.device_id), reverse=True)
     night_svg = None
     if nights:

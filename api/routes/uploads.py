@@ -108,7 +108,9 @@ def upload_recording(
         try:
             recording = read_recording(path, emg_rate_hz=emg_rate_hz, acc_rate_hz=acc_rate_hz)
         except RecordingError as exc:
-            _refuse(request, 422, ("body", "file"), str(exc), "recording_error")
+            # The message names the file; show the client its own name, not a server path.
+            message = str(exc).replace(str(path), file.filename or "upload")
+            _refuse(request, 422, ("body", "file"), message, "recording_error")
     low, high = EMG_RATE_RANGE_HZ
     if not low <= recording.emg_rate_hz <= high:
         _refuse(
@@ -136,7 +138,13 @@ def upload_recording(
     runner: JobRunner = request.app.state.jobs
     job = runner.submit(
         recording,
-        DetectionRequest(device.device_id, device.site, device.mvc_uv, to_us(begin)),
+        DetectionRequest(
+            device.device_id,
+            device.site,
+            device.mvc_uv,
+            to_us(begin),
+            mains_hz=request.app.state.mains_hz,
+        ),
     )
     request.app.state.metrics.uploads.labels("accepted").inc()
     response.headers["Location"] = str(

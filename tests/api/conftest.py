@@ -24,6 +24,7 @@ from detection.events import (
 )
 from storage.metadata import MetadataDB, Role
 from storage.sqlite import SqliteStore
+from tests.storage.metadata.conftest import postgres_url  # noqa: F401 (shared fixture)
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)  # a Wednesday morning
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from api.app import create_app
 from api.ratelimit import RateLimiter
-from tests.api.conftest import NOW, World
+from storage.metadata import MetadataDB, Role
+from storage.sqlite import SqliteStore
+from tests.api.conftest import NOW, Clock, World, make_episode, store_episodes
 
 
 def test_revoked_grant_stops_access_at_once(world: World) -> None:
@@ -60,6 +64,9 @@ def test_rate_limit_per_key(world: World) -> None:
         limited = client.get("/v1/me", headers=world.headers("ann"))
         assert int(limited.headers["retry-after"]) >= 1
         assert client.get("/v1/me", headers=world.headers("bob")).status_code == 200
+        bad = {"Authorization": "Bearer cw_000000000000_guess"}
+        codes = [client.get("/v1/me", headers=bad).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
 
 
 def test_token_bucket_refills() -> None:
@@ -150,3 +157,41 @@ def test_no_secrets_in_logs(world: World, caplog: pytest.LogCaptureFixture) -> N
     secrets = [*world.tokens.values(), issued["token"], "cw_000000000000_secret"]
     assert caplog.records  # something was logged at DEBUG
     assert not any(secret in caplog.text for secret in secrets)
+
+
+@pytest.mark.integration
+def test_access_rules_hold_with_postgresql_metadata(postgres_url: str, tmp_path: Path) -> None:
+    clock = Clock()
+    metadata = MetadataDB(postgres_url, clock=clock)
+    with metadata.engine.begin() as conn:
+        conn.execute(text("TRUNCATE webhooks, api_keys, grants, devices, clinicians, wearers"))
+    store = SqliteStore(tmp_path / "results.sqlite3")
+    metadata.add_wearer("Ann", time_zone="Europe/Paris", wearer_id="ann")
+    metadata.add_wearer("Bob", wearer_id="bob")
+    metadata.add_device("ann-left", "ann", site="left_calf")
+    metadata.add_clinician("Dr C", clinician_id="carol")
+    grant = metadata.grant("carol", "ann", granted_by=Role.WEARER)
+    expires = NOW + timedelta(hours=1)
+    keys = {
+        who: metadata.create_key(role, expires_at=expires, **ids).token
+        for who, role, ids in (
+            ("ann", Role.WEARER, {"wearer_id": "ann"}),
+            ("bob", Role.WEARER, {"wearer_id": "bob"}),
+            ("carol", Role.CLINICIAN, {"clinician_id": "carol"}),
+        )
+    }
+    store_episodes(store, [make_episode("ann-left", NOW - timedelta(days=1), 80.0)])
+    app = create_app(store=store, metadata=metadata, clock=clock)
+    url = "/v1/wearers/ann/episodes"
+    with TestClient(app) as client:
+
+        def get(who: str) -> int:
+            return client.get(url, headers={"Authorization": f"Bearer {keys[who]}"}).status_code
+
+        assert (get("ann"), get("carol"), get("bob")) == (200, 200, 404)
+        metadata.revoke_grant(grant.grant_id)
+        assert get("carol") == 404
+        clock.now = expires
+        assert get("ann") == 401
+    store.close()
+    metadata.close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import UTC, datetime
 
 import pytest
 
 from api.summaries import weekly_trend
-from tests.api.conftest import World
+from tests.api.conftest import World, make_episode, store_episodes
 
 RANGE = {"start": "2026-11-01T00:00:00Z", "end": "2026-11-25T00:00:00Z"}
 
@@ -118,3 +119,17 @@ def test_fhir_export_is_a_bundle_of_observations(world: World) -> None:
     codes = {(c["system"], c["code"]) for c in first["code"]["coding"]}
     assert ("http://hl7.org/fhir/sid/icd-10-cm", "G47.62") in codes
     assert len({e["fullUrl"] for e in bundle["entry"]}) == 5
+
+
+def test_nights_stay_right_across_a_dst_change(world: World) -> None:
+    # Paris leaves summer time at 01:00 UTC on Sunday 25 Oct 2026. 10:30 UTC on Monday the
+    # 26th is 11:30 local (UTC+1): still the night of the 25th. At the summer offset it would
+    # be 12:30 and wrongly the night of the 26th.
+    onset = datetime(2026, 10, 26, 10, 30, tzinfo=UTC)
+    store_episodes(world.store, [make_episode("ann-left", onset, 42.0)])
+    nights = world.get(
+        "ann", "/v1/me/nights", params={"first": "2026-10-20", "last": "2026-10-28"}
+    ).json()
+    assert [(n["night"], n["cramps"]) for n in nights["data"]] == [("2026-10-25", 1)]
+    episodes = world.get("ann", "/v1/me/nights/2026-10-25/episodes").json()
+    assert [e["duration_s"] for e in episodes["data"]] == [42.0]

@@ -118,7 +118,8 @@ def test_truncated_edf_is_refused(world: World, tmp_path: Path) -> None:
     write_edf(whole, _short_recording(1000.0, seconds=30))
     cut = tmp_path / "cut.edf"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
-    _refused(world, cut, 422, "recording_error")
+    _refused(world, cut, 422, "cut.edf: not a readable EDF/EDF+ file")
+    assert "crampwatch-upload" not in _upload(world, cut).text  # no server paths
 
 
 def test_wrong_rate_is_refused(world: World, tmp_path: Path) -> None:
@@ -148,3 +149,20 @@ def test_too_large_is_refused(world: World, tmp_path: Path, limit_bytes: int) ->
 
 def test_unknown_job_is_404(world: World) -> None:
     assert world.get("ann", "/v1/devices/ann-left/recordings/job_nope").status_code == 404
+
+
+def test_declared_oversize_is_refused_before_reading(world: World, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    app = create_app(store=world.store, metadata=world.metadata, max_upload_bytes=1000)
+    path = tmp_path / "big.csv"
+    write_csv(path, _short_recording(1000.0, seconds=5))
+    with TestClient(app) as client, path.open("rb") as handle:
+        answer = client.post(
+            "/v1/devices/ann-left/recordings",
+            headers=world.headers("ann"),
+            files={"file": ("big.csv", handle, "text/csv")},
+        )
+    assert answer.status_code == 413 and "upload larger than 1000 bytes" in answer.text

@@ -105,12 +105,17 @@ def turn_over(
 
 
 def kick(
-    rng: np.random.Generator, acc: FloatArray, rate_hz: float, at_s: float, duration_s: float
+    rng: np.random.Generator,
+    acc: FloatArray,
+    rate_hz: float,
+    at_s: float,
+    duration_s: float,
+    rms_g: float = 0.2,
 ) -> FloatArray:
-    """Leg movement without a posture change: 0.2 g of dynamic acceleration."""
+    """Leg movement without a posture change: ``rms_g`` of dynamic acceleration per axis."""
     out = acc.copy()
     lo, hi = round(at_s * rate_hz), round((at_s + duration_s) * rate_hz)
-    out[lo:hi] += 0.2 * rng.standard_normal((hi - lo, 3))
+    out[lo:hi] += rms_g * rng.standard_normal((hi - lo, 3))
     return out
 
 

@@ -229,3 +229,52 @@ def test_a_cramp_whose_foot_moves_after_onset_is_still_a_cramp() -> None:
     acc = synth.kick(rng, night.acc_g, ACC_RATE, 21.5, 20.0)  # the contraction moves the foot
     [episode] = detect_recording(night.emg_uv, 1000.0, acc, ACC_RATE).episodes
     assert episode.movement is Movement.MOVING
+
+
+def test_a_rise_of_the_resting_level_does_not_hold_a_burst_open() -> None:
+    rng = np.random.default_rng(26)
+    x = synth.rest(rng, 150.0, 1000.0, rest_uv=3.0)
+    louder = synth.rest(rng, 150.0, 1000.0, rest_uv=6.5, dc_uv=0.0)
+    x[60_000:] += louder[60_000:]  # the resting EMG doubles (another posture, lighter sleep)
+    x = synth.add_burst(rng, x, 1000.0, 90.0, 0.3, 300.0, ramp_s=0.05, taper_s=0.05)  # a twitch
+    assert detect_recording(x, 1000.0).episodes == []
+
+
+def test_getting_up_during_a_cramp_ends_it() -> None:
+    rng = np.random.default_rng(27)
+    night = synth.cramp_night(rng, onset_s=20.0, cramp_s=60.0, duration_s=100.0)
+    up = synth.turn_over(rng, night.acc_g, ACC_RATE, 50.0, synth.UPRIGHT_UP, duration_s=1.0)
+    [episode] = detect_recording(night.emg_uv, 1000.0, up, ACC_RATE).episodes
+    assert episode.got_up_after is True
+    assert 49.0 <= episode.offset_us / 1e6 <= 52.0
+
+
+@pytest.mark.parametrize(("burst_s", "is_cramp"), [(8.0, False), (30.0, True)])
+def test_light_movement_at_onset_must_outlast_a_leg_movement(
+    burst_s: float, is_cramp: bool
+) -> None:
+    rng = np.random.default_rng(28)
+    x = synth.rest(rng, 70.0, 1000.0)
+    x = synth.add_burst(rng, x, 1000.0, 20.0, burst_s, 100.0, ramp_s=0.3, taper_s=0.3)
+    acc = synth.kick(rng, synth.accelerometer(rng, 70.0, ACC_RATE), ACC_RATE, 19.8, 1.5, 0.03)
+    episodes = detect_recording(x, 1000.0, acc, ACC_RATE).episodes
+    assert len(episodes) == int(is_cramp)
+    if is_cramp:
+        assert episodes[0].confirmed_us - episodes[0].onset_us > 10_000_000
+        assert episodes[0].movement is Movement.MOVING
+
+
+@pytest.mark.parametrize(("residual_uv", "count"), [(3.6, 1), (0.0, 2)])
+def test_a_dip_of_a_cramp_is_bridged_but_relaxation_is_not(residual_uv: float, count: int) -> None:
+    rng = np.random.default_rng(29)
+    x = synth.rest(rng, 100.0, 1000.0)
+    x = synth.add_burst(rng, x, 1000.0, 20.0, 15.0, 80.0, ramp_s=0.5, taper_s=0.3)
+    # 5 s between the two parts: the muscle stays at ~1.6x the floor, or relaxes fully
+    x = synth.add_burst(
+        rng, x, 1000.0, 34.5, 6.0, residual_uv, ramp_s=0.1, taper_s=0.1, irregular=False
+    )
+    x = synth.add_burst(rng, x, 1000.0, 40.0, 20.0, 80.0, ramp_s=0.3, taper_s=0.5)
+    acc = synth.accelerometer(rng, 100.0, ACC_RATE)
+    episodes = detect_recording(x, 1000.0, acc, ACC_RATE).episodes
+    assert len(episodes) == count
+    assert abs(episodes[-1].offset_us / 1e6 - 60.0) <= 1.5

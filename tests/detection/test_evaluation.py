@@ -59,7 +59,7 @@ def test_min_overlap_rejects_grazing_pairs() -> None:
     assert matches == [] and unmatched == [iv(9.9, 20)]
 
 
-def test_false_alarm_is_attributed_to_the_lookalike_it_overlaps_most() -> None:
+def test_false_alarm_is_attributed_to_the_lookalike_that_fits_it_best() -> None:
     lookalikes = [
         LabelledInterval("twitch", iv(50, 50.3)),
         LabelledInterval("turn", iv(49, 58)),
@@ -69,6 +69,15 @@ def test_false_alarm_is_attributed_to_the_lookalike_it_overlaps_most() -> None:
     causes = sorted(a.cause for a in score.false_alarms)
     assert causes == sorted(["turn", BACKGROUND])
     assert score.n_truth == 1 and score.n_detected == 3
+
+
+def test_short_lookalike_explains_a_false_alarm_better_than_night_long_hum() -> None:
+    lookalikes = [
+        LabelledInterval("mains", iv(0, 28800)),
+        LabelledInterval("stretch", iv(1000, 1030)),
+    ]
+    score = score_night([], [iv(1001, 1029), iv(5000, 5040)], lookalikes)
+    assert [a.cause for a in score.false_alarms] == ["stretch", "mains"]
 
 
 def test_second_detection_of_one_cramp_is_a_split() -> None:

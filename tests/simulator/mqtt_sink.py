@@ -51,6 +51,8 @@ class FrameSink:
             client.subscribe("crampwatch/v1/#", qos=1)
 
     def _on_message(self, _client, _userdata, message) -> None:
+        if message.topic.split("/")[2].startswith("_") or message.topic.endswith("/alerts"):
+            return  # status, dead letters and alerts of other stages sharing the broker
         try:
             item = Received(parse_topic(message.topic), decode(message.payload))
         except ValueError as exc:

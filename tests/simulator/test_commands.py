@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import subprocess
 from pathlib import Path
 
@@ -142,7 +141,7 @@ def test_simulate_uses_the_configured_broker_credentials(
     )
     broker = Mosquitto.create(
         tmp_path / "broker",
-        extra_conf=f"allow_anonymous false\npassword_file {passwords}\nuser {getpass.getuser()}\n",
+        extra_conf=f"allow_anonymous false\npassword_file {passwords}\n",
     )
     broker.start()
     args = ["simulate", "--broker", broker.url, "--speed", "max", "--duration-min", "0.2"]

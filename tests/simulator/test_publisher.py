@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import threading
 import time
 from pathlib import Path
@@ -170,8 +169,7 @@ def test_unreachable_broker_is_a_publish_error() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 def test_publisher_reconnects_when_the_broker_restarts(tmp_path: Path) -> None:
-    # keep the privileges of the test user so mosquitto can save its sessions in tmp_path
-    broker = Mosquitto.create(tmp_path / "broker", extra_conf=f"user {getpass.getuser()}\n")
+    broker = Mosquitto.create(tmp_path / "broker")
     broker.start()
     night = device_night(5, "typical", 120.0, "restart-1")
     result: list = []
