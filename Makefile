@@ -49,7 +49,6 @@ typecheck: install
 
 ## Benchmarks (not part of `make test`); tables on stdout, JSON in bench/results/.
 bench: install
-	$(BIN)/pip install --quiet -e '.[anchors]' || echo "anchors (neurokit2, biosppy) unavailable; their columns stay empty"
 	$(BIN)/python -m bench.run_all
 
 clean:

@@ -32,6 +32,7 @@ from crampwatch.wiring import (
     build_worker,
     open_configured_store,
     open_metadata,
+    red_flag_rules,
 )
 from detection.events import DetectorEvent, EpisodeEvent, EventKind
 from ingest.intake import BrokerConfig
@@ -150,7 +151,6 @@ class Service:
         from alerts.directory import MetadataDirectory
         from alerts.live import LiveAlertSink
         from alerts.redflag_store import RedFlagStore
-        from alerts.redflags import RedFlagRules
         from alerts.webhooks import WebhookDispatcher
 
         assert self.metadata is not None and self.endpoint is not None
@@ -189,11 +189,7 @@ class Service:
         self.red_flags = RedFlagStore(
             self.metadata.engine,
             directory,
-            rules=RedFlagRules(
-                nights_per_week=alerts.nights_per_week,
-                long_episode_min=alerts.long_episode_min,
-                min_coverage=alerts.sensor_min_coverage,
-            ),
+            rules=red_flag_rules(self.settings),
             on_webhook_work=self.dispatcher.wake,
         )
         self.dispatcher.start()
@@ -286,6 +282,8 @@ class Service:
             rate_limit_per_min=api.rate_limit_per_min,
             max_upload_bytes=api.max_upload_mb * 1024 * 1024,
             device_credentials=credentials,
+            red_flags=red_flag_rules(self.settings),
+            mains_hz=self.settings.detector.mains_hz,
         )
         config = uvicorn.Config(
             app, host=api.host, port=api.port, log_level="warning", lifespan="on"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from alerts.redflags import RedFlagRules
 from crampwatch.settings import Settings
 from ingest.detectors import EventSink, StreamDetectorFactory
 from ingest.intake import BrokerConfig
@@ -109,6 +110,16 @@ def open_configured_store(settings: Settings) -> Store:
         "create_database": s.influx_create_database,
     }
     return open_store("influx", settings.data_dir, **options)
+
+
+def red_flag_rules(settings: Settings) -> RedFlagRules:
+    """The red-flag thresholds, shared by the alerts and the API so both agree."""
+    alerts = settings.alerts
+    return RedFlagRules(
+        nights_per_week=alerts.nights_per_week,
+        long_episode_min=alerts.long_episode_min,
+        min_coverage=alerts.sensor_min_coverage,
+    )
 
 
 def build_worker(

@@ -118,8 +118,8 @@ class Burst:
     artifact: bool = False
     recent_ratio: float = 0.0
     acc_checked: bool = False
-    low_sum: float = 0.0
     low_n: int = 0
+    low_above: int = 0
 
 
 @dataclass
@@ -170,8 +170,8 @@ class EpisodeMachine:
                     stop = int(candidates[nxt]) if found else count
                     if stop > index:
                         gap = ratio[index:stop]
-                        self.closing.low_sum += float(gap.sum())
                         self.closing.low_n += int(gap.shape[0])
+                        self.closing.low_above += int(np.count_nonzero(gap >= cfg.back_ratio))
                     next_us = int(joined.start_us[candidates[nxt]]) if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
@@ -203,9 +203,9 @@ class EpisodeMachine:
             else:
                 if burst.low_run == 0:
                     burst.low_start_us = int(joined.start_us[index])
-                    burst.low_sum, burst.low_n = 0.0, 0
-                burst.low_sum += r
+                    burst.low_n, burst.low_above = 0, 0
                 burst.low_n += 1
+                burst.low_above += int(r >= cfg.back_ratio)
                 burst.low_run += 1
             burst.n_blocks += 1
             now_us = int(joined.end_us[index])
@@ -434,13 +434,13 @@ class EpisodeMachine:
     def _resume(self, acc: AccState | None, at_us: int) -> bool:
         """Continue the closing episode with a burst starting at ``at_us``.
 
-        Only when the envelope stayed above ``back_ratio`` on average in between (the cramp
-        dipped, the muscle did not relax), and not when the limb is upright or moving then: that is getting up or a voluntary
+        Only when the envelope stayed above ``back_ratio`` most of the time in between (the
+        cramp dipped, the muscle did not relax), and not when the limb is upright or moving then: that is getting up or a voluntary
         movement after the cramp, not the cramp coming back.
         """
         cfg = self.config
         closing = self.closing
-        if closing is None or closing.low_sum < cfg.back_ratio * max(closing.low_n, 1):
+        if closing is None or 2 * closing.low_above < closing.low_n:
             return False  # the muscle went back to rest in between: a new burst
         if acc is not None:
             if acc.posture_at(at_us, cfg.upright_deg) == "upright":

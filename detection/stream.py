@@ -51,6 +51,8 @@ BoolArray = NDArray[np.bool_]
 SNAPSHOT_VERSION = 1
 ACC_KEEP_S = 10.0  # accelerometer history kept behind the decided time (beyond open queries)
 ACC_MAX_HISTORY_S = 3600.0  # cap when the accelerometer runs far ahead of the EMG
+MAX_EMG_UV = 1e7  # 10 V: far beyond any amplifier rail; larger means wrong units
+MAX_ACC_G = 1e3
 
 
 @dataclass
@@ -199,7 +201,7 @@ class StreamDetector:
         """
         st = self._state
         self._check_open()
-        x = _as_samples(samples_uv, "EMG", None)
+        x = _as_samples(samples_uv, "EMG", None, MAX_EMG_UV)
         if not 1 <= x.shape[1] <= MAX_EMG_CHANNELS:
             raise DetectorInputError(
                 f"EMG needs 1-{MAX_EMG_CHANNELS} channels, got {x.shape[1]} (shape {x.shape})"
@@ -241,7 +243,7 @@ class StreamDetector:
         """
         st = self._state
         self._check_open()
-        x = _as_samples(samples_g, "ACC", 3)
+        x = _as_samples(samples_g, "ACC", 3, MAX_ACC_G)
         rate = _check_rate(rate_hz, "ACC", ACC_RATE_RANGE_HZ)
         start = _check_time(start_us)
         acc = st.acc
@@ -603,7 +605,7 @@ def _ordered(events: list[DetectorEvent]) -> list[DetectorEvent]:
     return sorted(events, key=key)
 
 
-def _as_samples(samples: Any, stream: str, columns: int | None) -> FloatArray:
+def _as_samples(samples: Any, stream: str, columns: int | None, limit: float) -> FloatArray:
     try:
         x = np.asarray(samples, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -621,6 +623,12 @@ def _as_samples(samples: Any, stream: str, columns: int | None) -> FloatArray:
     if not finite.all():
         row = int(np.argwhere(~finite)[0][0])
         raise DetectorInputError(f"{stream} chunk has NaN/inf (first at sample {row})")
+    peak = max(float(x.max()), -float(x.min()))
+    if peak > limit:
+        raise DetectorInputError(
+            f"{stream} chunk has a sample of magnitude {peak:g}, beyond {limit:g} "
+            f"({'µV' if columns is None else 'g'}): wrong units?"
+        )
     return np.ascontiguousarray(x)
 
 

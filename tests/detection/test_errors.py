@@ -36,6 +36,7 @@ def _detector() -> StreamDetector:
         (np.array([[1.0], [np.nan]]), "NaN/inf \\(first at sample 1\\)"),
         (np.array([[1.0], [np.inf]]), "NaN/inf"),
         ([["a"], ["b"]], "not numeric"),
+        (np.array([[1.0], [3e7]]), "magnitude 3e\\+07, beyond 1e\\+07 \\(µV\\): wrong units"),
     ],
 )
 def test_bad_emg_chunks_are_refused(samples: object, message: str) -> None:
@@ -50,6 +51,7 @@ def test_bad_emg_chunks_are_refused(samples: object, message: str) -> None:
         (np.zeros(30), r"shape \(n, 3\)"),
         (np.zeros((0, 3)), "empty"),
         (np.full((4, 3), -np.inf), "NaN/inf"),
+        (np.full((4, 3), 9810.0), "wrong units"),
     ],
 )
 def test_bad_acc_chunks_are_refused(samples: np.ndarray, message: str) -> None:
