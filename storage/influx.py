@@ -23,13 +23,10 @@ from storage.base import (
     DeadLetter,
     EpisodeQuery,
     HealthRecord,
-    NightSummary,
     QueryError,
     SpoolHealth,
-    Store,
     StoreError,
     StoreUnavailable,
-    WeekSummary,
 )
 from storage.influx_writer import InfluxWriter, WriteMode
 from storage.queries import (
@@ -46,16 +43,14 @@ from storage.summaries import (
     NightData,
     night_index,
     night_start_us,
-    nights_starting_in,
-    summarize_nights,
-    summarize_weeks,
 )
+from storage.summarizing import SummarizingStore
 from storage.validation import DeviceRegistry
 
 _STATEMENTS_PER_REQUEST: Final = 100
 
 
-class InfluxStore(Store):
+class InfluxStore(SummarizingStore):
     """Results in InfluxDB 1.x / 2.x / 3.x.
 
     Parameters
@@ -364,43 +359,6 @@ class InfluxStore(Store):
                     )
                 )
         return data
-
-    def night_summaries(
-        self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
-    ) -> list[NightSummary]:
-        validation.check_range(start_us, end_us)
-        validation.check_utc_offset(utc_offset_s)
-        devices = validation.check_devices(device_ids, self._registry)
-        nights = nights_starting_in(start_us, end_us, utc_offset_s)
-        if not nights:
-            return []
-        first_us = night_start_us(nights[0], utc_offset_s)
-        last_us = night_start_us(nights[-1] + 1, utc_offset_s)
-        return summarize_nights(
-            devices,
-            start_us,
-            end_us,
-            utc_offset_s,
-            self._episode_candidates(devices, first_us, last_us),
-            self._night_data(devices, first_us, last_us, utc_offset_s),
-            self._quality_candidates(devices, first_us, last_us),
-        )
-
-    def week_summaries(
-        self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
-    ) -> list[WeekSummary]:
-        validation.check_range(start_us, end_us)
-        validation.check_utc_offset(utc_offset_s)
-        devices = validation.check_devices(device_ids, self._registry)
-        nights = nights_starting_in(start_us, end_us, utc_offset_s)
-        if not nights:
-            return []
-        episodes = self._episode_candidates(
-            devices,
-            night_start_us(nights[0], utc_offset_s),
-            night_start_us(nights[-1] + 1, utc_offset_s),
-        )
-        return summarize_weeks(start_us, end_us, utc_offset_s, episodes)
 
     # -- lifecycle ---------------------------------------------------------------------------
 

@@ -28,11 +28,8 @@ from storage.base import (
     DeadLetter,
     EpisodeQuery,
     HealthRecord,
-    NightSummary,
     QueryError,
-    Store,
     StoreUnavailable,
-    WeekSummary,
 )
 from storage.queries import (
     QUALITY_LOOKBACK_US,
@@ -46,11 +43,8 @@ from storage.summaries import (
     DAY_US,
     NOON_US,
     NightData,
-    night_start_us,
-    nights_starting_in,
-    summarize_nights,
-    summarize_weeks,
 )
+from storage.summarizing import SummarizingStore
 from storage.validation import DeviceRegistry
 
 SCHEMA_VERSION: Final = 1
@@ -134,7 +128,7 @@ _DEAD_LETTER_COLUMNS: Final = (
 )
 
 
-class SqliteStore(Store):
+class SqliteStore(SummarizingStore):
     """Results in one SQLite file.
 
     Parameters
@@ -440,43 +434,6 @@ class SqliteStore(Store):
             (*device_ids, start_us, end_us),
         )
         return [NightData(*row) for row in rows]
-
-    def night_summaries(
-        self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
-    ) -> list[NightSummary]:
-        validation.check_range(start_us, end_us)
-        validation.check_utc_offset(utc_offset_s)
-        devices = validation.check_devices(device_ids, self._registry)
-        nights = nights_starting_in(start_us, end_us, utc_offset_s)
-        if not nights:
-            return []
-        first_us = night_start_us(nights[0], utc_offset_s)
-        last_us = night_start_us(nights[-1] + 1, utc_offset_s)
-        return summarize_nights(
-            devices,
-            start_us,
-            end_us,
-            utc_offset_s,
-            self._episode_candidates(devices, first_us, last_us),
-            self._night_data(devices, first_us, last_us, utc_offset_s),
-            self._quality_candidates(devices, first_us, last_us),
-        )
-
-    def week_summaries(
-        self, device_ids: Sequence[str], start_us: int, end_us: int, utc_offset_s: int = 0
-    ) -> list[WeekSummary]:
-        validation.check_range(start_us, end_us)
-        validation.check_utc_offset(utc_offset_s)
-        devices = validation.check_devices(device_ids, self._registry)
-        nights = nights_starting_in(start_us, end_us, utc_offset_s)
-        if not nights:
-            return []
-        episodes = self._episode_candidates(
-            devices,
-            night_start_us(nights[0], utc_offset_s),
-            night_start_us(nights[-1] + 1, utc_offset_s),
-        )
-        return summarize_weeks(start_us, end_us, utc_offset_s, episodes)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
