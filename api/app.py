@@ -9,11 +9,15 @@ from datetime import datetime
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
 
+from alerts.directory import MetadataDirectory
+from alerts.redflag_store import RedFlagStore
 from alerts.redflags import RedFlagRules
+from alerts.webhooks import DeliveryLog
 from api.jobs import JobRunner
 from api.metrics import ApiMetrics
 from api.ratelimit import RateLimiter
 from api.routes import (
+    deliveries,
     devices,
     grants,
     health,
@@ -22,9 +26,11 @@ from api.routes import (
     me,
     nights,
     people,
+    redflags,
     summary,
     uploads,
 )
+from api.timewin import to_us
 from storage.base import QueryError, Store, StoreUnavailable
 from storage.metadata import MetadataDB
 from storage.metadata.db import utc_now
@@ -49,6 +55,8 @@ def create_app(
     rate_limit_per_min: int = 600,
     max_upload_bytes: int = 200 * 1024 * 1024,
     red_flags: RedFlagRules | None = None,
+    red_flag_store: RedFlagStore | None = None,
+    on_webhook_work: Callable[[], None] | None = None,
     rising_slope: float = 0.5,
     device_credentials: Callable[[str], str] | None = None,
     mains_hz: str = "auto",
@@ -71,6 +79,12 @@ def create_app(
         Largest accepted recording upload.
     red_flags : RedFlagRules, optional
         Thresholds of the red-flag rules (shared with the alerts); defaults when None.
+    red_flag_store : RedFlagStore, optional
+        Stored red flags (listed and evaluated on demand); when None, one is built on
+        ``metadata.engine`` with ``red_flags`` and the metadata DB's webhooks.
+    on_webhook_work : callable, optional
+        Called after new webhook deliveries were queued (a requeue, a raised flag), e.g.
+        ``WebhookDispatcher.wake``; without it the dispatcher finds them on its next pass.
     rising_slope : float
         Weekly-episode slope (episodes/week per week) from which the weekly trend is "rising".
     device_credentials : callable, optional
@@ -82,6 +96,15 @@ def create_app(
         Current timezone-aware UTC time.
     """
     jobs = JobRunner(store, clock=clock)
+    rules = red_flags or RedFlagRules()
+    if red_flag_store is None:
+        red_flag_store = RedFlagStore(
+            metadata.engine,
+            MetadataDirectory(metadata),
+            rules=rules,
+            clock_us=lambda: to_us(clock()),
+            on_webhook_work=on_webhook_work,
+        )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -100,7 +123,10 @@ def create_app(
     app.state.readiness = {"store": store.ping, "metadata": metadata.ping, **(readiness or {})}
     app.state.rate_limiter = RateLimiter(rate_limit_per_min)
     app.state.max_upload_bytes = max_upload_bytes
-    app.state.red_flags = red_flags or RedFlagRules()
+    app.state.red_flags = rules
+    app.state.red_flag_store = red_flag_store
+    app.state.delivery_log = DeliveryLog(metadata.engine)
+    app.state.on_webhook_work = on_webhook_work
     app.state.rising_slope = rising_slope
     app.state.device_credentials = device_credentials
     app.state.mains_hz = mains_hz
@@ -111,7 +137,20 @@ def create_app(
     app.middleware("http")(api_metrics.middleware)
     app.add_exception_handler(QueryError, _query_error)
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
-    for module in (health, me, people, grants, keys, devices, nights, history, summary, uploads):
+    for module in (
+        health,
+        me,
+        deliveries,
+        people,
+        grants,
+        keys,
+        devices,
+        nights,
+        history,
+        summary,
+        redflags,
+        uploads,
+    ):
         app.include_router(module.router)
     return app
 

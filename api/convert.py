@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from alerts.redflag_store import StoredRedFlag
+from alerts.webhooks import DeliveryRecord
 from api.jobs import Job
-from api.models import EpisodePublic, JobPublic, NightPublic, WeekPublic
+from api.models import (
+    DeliveryPublic,
+    EpisodePublic,
+    JobPublic,
+    NightPublic,
+    StoredRedFlagPublic,
+    WeekPublic,
+)
 from api.timewin import from_us
 from detection.events import Episode
 from storage.base import NightSummary, WeekSummary
@@ -67,4 +76,38 @@ def job_public(job: Job) -> JobPublic:
         error=job.error,
         episodes=len(job.episode_ids) if job.state == "done" else None,
         episode_ids=list(job.episode_ids),
+    )
+
+
+def stored_red_flag_public(f: StoredRedFlag) -> StoredRedFlagPublic:
+    return StoredRedFlagPublic(
+        flag_id=f.flag_id,
+        device_id=f.device_id,
+        rule=f.rule.value,
+        state=f.state,  # type: ignore[arg-type]  # active | cleared
+        raised_night=f.raised_night,
+        last_night=f.last_night,
+        nights=list(f.nights),
+        summary=f.summary,
+        detail=f.detail,
+        raised_at=from_us(f.raised_us),
+        cleared_at=None if f.cleared_us is None else from_us(f.cleared_us),
+    )
+
+
+def delivery_public(d: DeliveryRecord) -> DeliveryPublic:
+    return DeliveryPublic(
+        delivery_id=d.delivery_id,
+        event_id=d.event_id,
+        event_type=d.event_type.value,
+        webhook_id=d.subscription_id,
+        device_id=d.device_id,
+        url=d.url,
+        status=d.status,  # type: ignore[arg-type]  # pending | delivered | dead
+        attempts=d.attempts,
+        next_attempt_at=from_us(d.next_attempt_us),
+        last_error=d.last_error,
+        last_status_code=d.last_status_code,
+        created_at=from_us(d.created_us),
+        finished_at=None if d.finished_us is None else from_us(d.finished_us),
     )

@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from alerts.redflag_store import RedFlagStore
+from alerts.webhooks import DeliveryLog
 from api.errors import not_found
 from api.ratelimit import RateLimiter
 from storage.base import Store
@@ -30,8 +32,20 @@ def get_metadata(request: Request) -> MetadataDB:
     return metadata
 
 
+def get_red_flag_store(request: Request) -> RedFlagStore:
+    flags: RedFlagStore = request.app.state.red_flag_store
+    return flags
+
+
+def get_delivery_log(request: Request) -> DeliveryLog:
+    log: DeliveryLog = request.app.state.delivery_log
+    return log
+
+
 StoreDep = Annotated[Store, Depends(get_store)]
 MetadataDep = Annotated[MetadataDB, Depends(get_metadata)]
+RedFlagStoreDep = Annotated[RedFlagStore, Depends(get_red_flag_store)]
+DeliveryLogDep = Annotated[DeliveryLog, Depends(get_delivery_log)]
 
 
 def current_user(
@@ -70,7 +84,7 @@ def _limit(limiter: RateLimiter, bucket: str) -> None:
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
-Level = Literal["read", "own", "admin"]
+Level = Literal["read", "own", "clinical", "admin"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +115,8 @@ class Authorize:
     """The access check, configured per route family.
 
     ``read``: the wearer, a clinician with an active grant, or an admin. ``own``: the wearer
-    or an admin. ``admin``: admins only. The wearer comes from the path (``wearer_id`` or
+    or an admin. ``clinical``: a clinician with an active grant or an admin (wearers: 403).
+    ``admin``: admins only. The wearer comes from the path (``wearer_id`` or
     ``device_id``) or, on ``/v1/me`` routes, from the key. Anything else is a 404 that looks
     exactly like a missing resource (403 only for a role that can never use the route).
     """
@@ -114,6 +129,8 @@ class Authorize:
             if principal.role is not Role.ADMIN:
                 raise HTTPException(status.HTTP_403_FORBIDDEN, "admin key required")
             return Subject(principal, None, (), None)
+        if self.level == "clinical" and principal.role is Role.WEARER:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "clinician or admin key required")
         params = request.path_params
         device: DeviceRecord | None = None
         if "device_id" in params:
@@ -136,7 +153,7 @@ class Authorize:
         if principal.role is Role.ADMIN or principal.wearer_id == wearer_id:
             return True
         return (
-            self.level == "read"
+            self.level in ("read", "clinical")
             and principal.clinician_id is not None
             and metadata.has_access(principal.clinician_id, wearer_id)
         )
@@ -144,4 +161,5 @@ class Authorize:
 
 ReadAccess = Annotated[Subject, Depends(Authorize("read"))]
 OwnerAccess = Annotated[Subject, Depends(Authorize("own"))]
+ClinicalAccess = Annotated[Subject, Depends(Authorize("clinical"))]
 AdminAccess = Annotated[Subject, Depends(Authorize("admin"))]

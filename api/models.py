@@ -352,6 +352,87 @@ class WeeklySummaryPublic(BaseModel):
     )
 
 
+class StoredRedFlagPublic(BaseModel):
+    flag_id: str
+    device_id: str
+    rule: Literal["frequent_nights", "long_episode", "worsening_trend", "sensor_off"]
+    state: Literal["active", "cleared"] = Field(
+        description="`active` while the rule keeps firing; `cleared` by the first night it "
+        "does not."
+    )
+    raised_night: str = Field(description="Night (ISO date) whose evaluation raised the flag.")
+    last_night: str = Field(description="Latest night evaluated that still fired the rule.")
+    nights: list[str] = Field(description="Every night (ISO date) that triggered the rule.")
+    summary: str
+    detail: dict[str, Any] = Field(description="The rule's figures.")
+    raised_at: datetime
+    cleared_at: datetime | None
+    model_config = _examples(
+        flag_id="8d0c1f3e-5b7a-5d2e-9c41-0a6f2b3c4d5e",
+        device_id="cw-0042",
+        rule="frequent_nights",
+        state="active",
+        raised_night="2026-11-20",
+        last_night="2026-11-21",
+        nights=["2026-11-17", "2026-11-19", "2026-11-20"],
+        summary="Cramps on 3 of the last 7 nights (more than 2).",
+        detail={"cramp_nights": 3, "threshold": 2},
+        raised_at="2026-11-21T12:00:03Z",
+        cleared_at=None,
+    )
+
+
+class StoredRedFlagsPublic(BaseModel):
+    data: list[StoredRedFlagPublic]
+    count: int
+
+
+class RedFlagEvaluationPublic(BaseModel):
+    night: str = Field(description="The night evaluated (ISO date of its evening).")
+    device_ids: list[str] = Field(description="Devices evaluated.")
+    data: list[StoredRedFlagPublic] = Field(description="Flags newly raised by this evaluation.")
+    count: int
+
+
+DeliveryStatus = Literal["pending", "delivered", "dead"]
+
+
+class DeliveryPublic(BaseModel):
+    delivery_id: str
+    event_id: str = Field(description="The event's id; its `Idempotency-Key` on every attempt.")
+    event_type: Literal["cramp.started", "cramp.ended", "redflag.raised"]
+    webhook_id: str
+    device_id: str
+    url: str
+    status: DeliveryStatus = Field(description="`dead`: finally failed (the dead-letter list).")
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    last_status_code: int | None
+    created_at: datetime
+    finished_at: datetime | None
+    model_config = _examples(
+        delivery_id="3b9e6a51-0c7d-5f1e-8a2b-4c5d6e7f8a9b",
+        event_id="67420fc7-00c3-58dd-a897-52e185282931",
+        event_type="cramp.started",
+        webhook_id="wh_12ab",
+        device_id="cw-0042",
+        url="https://clinic.example/hooks/crampwatch",
+        status="dead",
+        attempts=8,
+        next_attempt_at=_EXAMPLE_TIME,
+        last_error="http_410: gone",
+        last_status_code=410,
+        created_at=_EXAMPLE_TIME,
+        finished_at="2026-11-21T02:13:40Z",
+    )
+
+
+class DeliveriesPublic(BaseModel):
+    data: list[DeliveryPublic]
+    count: int
+
+
 # -- jobs and health ------------------------------------------------------------------------------
 
 

@@ -59,6 +59,9 @@ class DetectorConfig:
         not a low-frequency artifact leaking through the band-pass).
     lm_min_s, lm_max_s, plm_min_interval_s, plm_max_interval_s : float
         Leg movement duration and periodic-limb-movement interval limits (WASM 2016).
+    lm_margin_s : float
+        A possible leg movement is a cramp only once it is still active this long after
+        ``lm_max_s`` (onset and offset are known to a fraction of a second).
     move_pre_s, move_post_s : float
         Window around the onset in which the limb must be still.
     move_g : float
@@ -109,6 +112,7 @@ class DetectorConfig:
     zcr_min_hz: float = 60.0
     lm_min_s: float = 0.5
     lm_max_s: float = 10.0
+    lm_margin_s: float = 1.0
     plm_min_interval_s: float = 5.0
     plm_max_interval_s: float = 90.0
     move_pre_s: float = 1.0
@@ -120,7 +124,7 @@ class DetectorConfig:
     upright_hold_s: float = 3.0
     got_up_window_s: float = 60.0
     post_cramp_s: float = 60.0
-    post_cramp_fraction: float = 0.7
+    post_cramp_fraction: float = 1.0
     acc_wait_s: float = 5.0
     flat_uv: float = 0.1
     clip_fraction: float = 0.05

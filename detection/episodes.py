@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.acc import AccState
+from detection.blocks import BlockBatch
 from detection.config import DetectorConfig
 from detection.events import (
     DetectorEvent,
@@ -37,59 +38,7 @@ BoolArray = NDArray[np.bool_]
 
 
 RECENT_ALPHA = 0.05  # exponential mean of the ratio over about 1 s (20 blocks)
-
-
-@dataclass(frozen=True)
-class BlockBatch:
-    """Envelope-grid blocks handed to the state machine, oldest first (all shape (n,)).
-
-    Attributes
-    ----------
-    start_us, end_us : ndarray of int
-        Device time of the block's first sample and just after its last one, µs.
-    env_uv, floor_uv : ndarray
-        Combined RMS envelope and noise floor, µV (floor NaN while unknown).
-    ratio : ndarray
-        ``env / floor``; 0 where the block is unusable or the floor unknown.
-    zcr_hz : ndarray
-        Zero crossings per second of the strongest channel.
-    bits : ndarray of int
-        Fault bits (``detection.quality``).
-    """
-
-    start_us: IntArray
-    end_us: IntArray
-    env_uv: FloatArray
-    floor_uv: FloatArray
-    ratio: FloatArray
-    zcr_hz: FloatArray
-    bits: IntArray
-
-    @property
-    def size(self) -> int:
-        return int(self.start_us.shape[0])
-
-    def tail(self, count: int) -> BlockBatch:
-        """The last ``count`` blocks."""
-        start = max(0, self.size - count)
-        return BlockBatch(*(getattr(self, name)[start:] for name in _FIELDS))
-
-    @staticmethod
-    def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
-        """Concatenate two batches."""
-        return BlockBatch(
-            *(np.concatenate([getattr(first, n), getattr(second, n)]) for n in _FIELDS)
-        )
-
-    @staticmethod
-    def empty() -> BlockBatch:
-        """No blocks."""
-        ints = np.zeros(0, dtype=np.int64)
-        floats = np.zeros(0)
-        return BlockBatch(ints, ints, floats, floats, floats, floats, ints)
-
-
-_FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
+DIP_BLOCKS = 10  # a dip of >= 0.5 s before confirmation: the movement check covers the rise
 
 
 @dataclass
@@ -120,6 +69,7 @@ class Burst:
     acc_checked: bool = False
     low_n: int = 0
     low_above: int = 0
+    rise_us: int | None = None
 
 
 @dataclass
@@ -190,6 +140,8 @@ class EpisodeMachine:
             r = float(ratio[index])
             burst.recent_ratio += RECENT_ALPHA * (r - burst.recent_ratio)
             if r >= burst.off_ratio:
+                if burst.low_run >= DIP_BLOCKS and not burst.decided:
+                    burst.rise_us = int(joined.start_us[index])  # rises again after a dip
                 burst.low_run = 0
                 burst.n_high += 1
                 burst.last_high_end_us = int(joined.end_us[index])
@@ -383,6 +335,8 @@ class EpisodeMachine:
             burst.acc_checked = True
             t0 = burst.onset_us - round(cfg.move_pre_s * 1e6)
             t1 = burst.onset_us + round(cfg.move_post_s * 1e6)
+            if burst.rise_us is not None:  # a twitch ran into the burst: check its rise too
+                t1 = max(t1, burst.rise_us + round(cfg.move_post_s * 1e6))
             peak = acc.peak_activity_g(t0, t1)
             if peak is not None:
                 rotation = acc.rotation_deg(t0, t1) or 0.0
@@ -396,8 +350,11 @@ class EpisodeMachine:
                 burst.movement = Movement.MOVING if light else Movement.STILL
                 burst.moved_checked_us = t1
         limb_moved = burst.movement is Movement.MOVING
-        if (burst.plm_context or limb_moved) and now_us - burst.onset_us <= cfg.lm_max_s * 1e6:
-            return None  # could be a leg movement (<= 10 s): wait until it outlasts one
+        if burst.plm_context or limb_moved:
+            # could be a leg movement (<= 10 s): wait until it clearly outlasts one
+            outlasted = now_us - burst.onset_us > (cfg.lm_max_s + cfg.lm_margin_s) * 1e6
+            if not outlasted or burst.low_run > 0:
+                return None
         standing = acc is not None and acc.posture_at(now_us, cfg.upright_deg) == "upright"
         if standing or self._got_up(burst, acc, now_us) is not None:
             burst.decided = True

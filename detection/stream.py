@@ -19,14 +19,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.acc import AccState
+from detection.blocks import FIELDS, BlockBatch
 from detection.config import (
     ACC_RATE_RANGE_HZ,
     EMG_RATE_RANGE_HZ,
     MAX_EMG_CHANNELS,
     DetectorConfig,
 )
-from detection.envelope import block_stats, smooth_mean_square
-from detection.episodes import BlockBatch, EpisodeMachine
+from detection.emg import EmgStream, Seconds
+from detection.episodes import EpisodeMachine
 from detection.errors import (
     DetectorInputError,
     DetectorRateError,
@@ -40,9 +41,16 @@ from detection.events import (
     QualityFlag,
     SeriesPoint,
 )
-from detection.filters import apply_sos, design_emg_filters, mains_frequencies_hz, steady_state
-from detection.floor import second_medians, update_floor
-from detection.quality import UNUSABLE, FaultTracker, block_flags, second_flags
+from detection.filters import mains_frequencies_hz
+from detection.quality import FaultTracker
+from detection.validation import (
+    MAX_ACC_G,
+    MAX_EMG_UV,
+    as_samples,
+    check_rate,
+    check_time,
+    chunk_jump,
+)
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -51,62 +59,6 @@ BoolArray = NDArray[np.bool_]
 SNAPSHOT_VERSION = 1
 ACC_KEEP_S = 10.0  # accelerometer history kept behind the decided time (beyond open queries)
 ACC_MAX_HISTORY_S = 3600.0  # cap when the accelerometer runs far ahead of the EMG
-MAX_EMG_UV = 1e7  # 10 V: far beyond any amplifier rail; larger means wrong units
-MAX_ACC_G = 1e3
-
-
-@dataclass
-class _EmgStream:
-    """Carried state of the EMG stream (filters, partial block, partial second, floor)."""
-
-    rate_hz: float
-    channels: int
-    block_len: int
-    bandpass_sos: FloatArray
-    notch_sos: FloatArray
-    bandpass_zi: FloatArray
-    notch_zi: FloatArray
-    anchor_us: int = 0
-    n_samples: int = 0
-    n_blocks: int = 0
-    rest_raw: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
-    rest_band: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
-    rest_clean: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
-    smooth_carry: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
-    prev_mean_uv: FloatArray = field(default_factory=lambda: np.full(1, np.nan))
-    sec_env: FloatArray = field(default_factory=lambda: np.zeros(0))
-    sec_valid: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    sec_bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    sec_floor: FloatArray = field(default_factory=lambda: np.zeros(0))
-    sec_start_us: int = 0
-
-    def sample_time_us(self, index: float) -> int:
-        """Device time of sample ``index`` of the current segment, µs."""
-        return self.anchor_us + round(index * 1e6 / self.rate_hz)
-
-
-@dataclass
-class _Seconds:
-    """Completed seconds waiting for the decided time to pass them (all shape (n,))."""
-
-    start_us: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    end_us: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    env_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
-    floor_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
-
-    def append(self, other: _Seconds) -> None:
-        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
-
-    def split(self, count: int) -> _Seconds:
-        """Remove and return the first ``count`` seconds."""
-        head = _Seconds()
-        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
-            values = getattr(self, name)
-            setattr(head, name, values[:count])
-            setattr(self, name, values[count:])
-        return head
 
 
 @dataclass
@@ -120,13 +72,10 @@ class _State:
     config: DetectorConfig
     machine: EpisodeMachine
     faults: FaultTracker
-    floor_window: FloatArray
-    floor_uv: float = math.nan
-    held_median_uv: float = math.nan
-    emg: _EmgStream | None = None
+    emg: EmgStream | None = None
     acc: AccState | None = None
     pending: BlockBatch = field(default_factory=BlockBatch.empty)
-    seconds: _Seconds = field(default_factory=_Seconds)
+    seconds: Seconds = field(default_factory=Seconds)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     no_acc_since_us: int | None = None
     decided_us: int | None = None
@@ -163,7 +112,6 @@ class StreamDetector:
         cfg = config if config is not None else DetectorConfig()
         if mvc_uv is not None and not (math.isfinite(mvc_uv) and mvc_uv > 0):
             raise DetectorInputError(f"mvc_uv must be a positive number of µV, got {mvc_uv!r}")
-        window_len = max(1, round(cfg.floor_window_s))
         self._state = _State(
             device_id=device_id,
             site=site,
@@ -172,7 +120,6 @@ class StreamDetector:
             config=cfg,
             machine=EpisodeMachine(device_id, site, cfg, mvc_uv),
             faults=FaultTracker(device_id),
-            floor_window=np.full(window_len, np.nan),
         )
 
     # ------------------------------------------------------------------ public
@@ -201,18 +148,18 @@ class StreamDetector:
         """
         st = self._state
         self._check_open()
-        x = _as_samples(samples_uv, "EMG", None, MAX_EMG_UV)
+        x = as_samples(samples_uv, "EMG", None, MAX_EMG_UV)
         if not 1 <= x.shape[1] <= MAX_EMG_CHANNELS:
             raise DetectorInputError(
                 f"EMG needs 1-{MAX_EMG_CHANNELS} channels, got {x.shape[1]} (shape {x.shape})"
             )
-        rate = _check_rate(rate_hz, "EMG", EMG_RATE_RANGE_HZ)
-        start = _check_time(start_us)
+        rate = check_rate(rate_hz, "EMG", EMG_RATE_RANGE_HZ)
+        start = check_time(start_us)
         emg = st.emg
         if emg is None:
-            emg = self._new_emg(rate, x.shape[1])
+            emg = EmgStream.create(st.config, rate, x.shape[1], st.notch_hz)
             st.emg = emg
-            self._start_segment(emg, x[0], start)
+            emg.start_segment(x[0], start)
         else:
             if rate != emg.rate_hz:
                 raise DetectorRateError(
@@ -223,10 +170,18 @@ class StreamDetector:
                     f"EMG channel count changed from {emg.channels} to {x.shape[1]}"
                 )
             expected = emg.sample_time_us(emg.n_samples)
-            if _jump(start, expected, rate) > 0:
+            if chunk_jump(start, expected, rate) > 0:
                 st.gaps.append((expected, start))
-                self._start_segment(emg, x[0], start)
-        self._ingest_emg(emg, x)
+                emg.start_segment(x[0], start)
+            else:
+                # Contiguous within jitter: follow the device clock so that drift between its
+                # time stamps and its sample clock (tens of ppm) never accumulates into a gap.
+                emg.anchor_us += start - expected
+        blocks, seconds = emg.ingest(x)
+        if blocks is not None:
+            st.pending = BlockBatch.join(st.pending, blocks)
+        if seconds is not None:
+            st.seconds.append(seconds)
         return self._advance(final=False)
 
     def push_acc(self, samples_g: Any, start_us: int, rate_hz: float) -> list[DetectorEvent]:
@@ -243,9 +198,9 @@ class StreamDetector:
         """
         st = self._state
         self._check_open()
-        x = _as_samples(samples_g, "ACC", 3, MAX_ACC_G)
-        rate = _check_rate(rate_hz, "ACC", ACC_RATE_RANGE_HZ)
-        start = _check_time(start_us)
+        x = as_samples(samples_g, "ACC", 3, MAX_ACC_G)
+        rate = check_rate(rate_hz, "ACC", ACC_RATE_RANGE_HZ)
+        start = check_time(start_us)
         acc = st.acc
         if acc is None:
             acc = AccState.create(rate)
@@ -257,8 +212,10 @@ class StreamDetector:
                     f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
                 )
             expected = acc.anchor_us + round(acc.n_samples * 1e6 / acc.rate_hz)
-            if _jump(start, expected, rate) > 0:
+            if chunk_jump(start, expected, rate) > 0:
                 acc.start_segment(x[0], start)
+            else:
+                acc.anchor_us += start - expected  # follow the device clock (see push_emg)
         acc.push(x)
         if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
             acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
@@ -277,7 +234,7 @@ class StreamDetector:
         events = self._advance(final=True)
         last_us = st.decided_us
         if end_us is not None:
-            end = _check_time(end_us)
+            end = check_time(end_us)
             if last_us is not None and end < last_us:
                 raise DetectorTimeError(f"end_us {end} is before the last decided time {last_us}")
             last_us = end
@@ -319,165 +276,9 @@ class StreamDetector:
         detector._state = state
         return detector
 
-    # --------------------------------------------------------------- EMG path
-
     def _check_open(self) -> None:
         if self._state.finished:
             raise DetectorStateError("detector has finished; create a new one for more data")
-
-    def _new_emg(self, rate: float, channels: int) -> _EmgStream:
-        cfg = self._state.config
-        design = design_emg_filters(
-            rate,
-            low_hz=cfg.band_low_hz,
-            high_hz=cfg.band_high_hz,
-            nyquist_fraction=cfg.band_nyquist_fraction,
-            notch_hz=self._state.notch_hz,
-            notch_q=cfg.notch_q,
-        )
-        return _EmgStream(
-            rate_hz=rate,
-            channels=channels,
-            block_len=max(1, round(rate * cfg.block_s)),
-            bandpass_sos=design.bandpass_sos,
-            notch_sos=design.notch_sos,
-            bandpass_zi=np.zeros((design.bandpass_sos.shape[0], channels, 2)),
-            notch_zi=np.zeros((design.notch_sos.shape[0], channels, 2)),
-        )
-
-    def _start_segment(self, emg: _EmgStream, first: FloatArray, start_us: int) -> None:
-        ch = emg.channels
-        emg.anchor_us = start_us
-        emg.n_samples = 0
-        emg.n_blocks = 0
-        emg.bandpass_zi = steady_state(emg.bandpass_sos, first)
-        emg.notch_zi = np.zeros((emg.notch_sos.shape[0], ch, 2))
-        emg.rest_raw = np.zeros((ch, 0))
-        emg.rest_band = np.zeros((ch, 0))
-        emg.rest_clean = np.zeros((ch, 0))
-        emg.smooth_carry = np.zeros((0, ch))
-        emg.prev_mean_uv = np.full(ch, np.nan)
-        emg.sec_env = np.zeros(0)
-        emg.sec_valid = np.zeros(0, dtype=bool)
-        emg.sec_bits = np.zeros(0, dtype=np.int64)
-        emg.sec_floor = np.zeros(0)
-
-    def _ingest_emg(self, emg: _EmgStream, x: FloatArray) -> None:
-        st = self._state
-        cfg = st.config
-        xt = np.ascontiguousarray(x.T)  # channel-major: filters and blocks run on rows
-        band, emg.bandpass_zi = apply_sos(emg.bandpass_sos, xt, emg.bandpass_zi)
-        clean, emg.notch_zi = apply_sos(emg.notch_sos, band, emg.notch_zi)
-        emg.n_samples += x.shape[0]
-        notched = clean is not band
-        raw = np.concatenate([emg.rest_raw, xt], axis=1)
-        band = np.concatenate([emg.rest_band, band], axis=1)
-        clean = np.concatenate([emg.rest_clean, clean], axis=1) if notched else band
-        b = emg.block_len
-        n_blocks = raw.shape[1] // b
-        used = n_blocks * b
-        emg.rest_raw, emg.rest_band = raw[:, used:], band[:, used:]
-        emg.rest_clean = clean[:, used:]
-        if n_blocks == 0:
-            return
-        band_used = band[:, :used]
-        clean_used = clean[:, :used] if notched else band_used
-        stats = block_stats(raw[:, :used], band_used, clean_used, b)
-        bits = block_flags(
-            stats,
-            emg.prev_mean_uv,
-            b,
-            flat_uv=cfg.flat_uv,
-            clip_fraction=cfg.clip_fraction,
-            rail_fraction=cfg.rail_fraction,
-            mains_fraction=cfg.mains_fraction,
-            artifact_ratio=cfg.artifact_ratio,
-            floor_min_uv=cfg.floor_min_uv,
-            notch=emg.notch_sos.shape[0] > 0,
-        )
-        emg.prev_mean_uv = stats.raw_mean_uv[-1].copy()
-        window = max(1, cfg.smooth_blocks)
-        if emg.smooth_carry.shape[0] == 0:
-            emg.smooth_carry = np.repeat(stats.ms_uv2[:1], window - 1, axis=0)
-        smoothed, emg.smooth_carry = smooth_mean_square(stats.ms_uv2, emg.smooth_carry)
-        env_ch = np.sqrt(smoothed)
-        usable = (bits & UNUSABLE) == 0
-        masked = np.where(usable, env_ch, -1.0)
-        best = np.argmax(masked, axis=1)
-        rows = np.arange(n_blocks)
-        env = np.maximum(masked[rows, best], 0.0)
-        crossings = stats.crossings[rows, best].astype(np.float64)
-        zcr = crossings * emg.rate_hz / max(b - 1, 1)
-        block_index = np.arange(emg.n_blocks, emg.n_blocks + n_blocks)
-        settle = max(0, round(cfg.settle_s / cfg.block_s))
-        valid = usable.any(axis=1) & (block_index >= settle)
-        all_bits = np.bitwise_or.reduce(bits, axis=1)
-        floors = self._floors(emg, env, valid, all_bits, block_index)
-        ratio = np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
-        starts = emg.anchor_us + np.round(block_index * (b * 1e6 / emg.rate_hz)).astype(np.int64)
-        ends = emg.anchor_us + np.round((block_index + 1) * (b * 1e6 / emg.rate_hz)).astype(
-            np.int64
-        )
-        emg.n_blocks += n_blocks
-        batch = BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits)
-        st.pending = BlockBatch.join(st.pending, batch)
-
-    def _floors(
-        self,
-        emg: _EmgStream,
-        env: FloatArray,
-        valid: BoolArray,
-        bits: IntArray,
-        block_index: IntArray,
-    ) -> FloatArray:
-        """Floor of each new block (the floor known when its second began); books seconds."""
-        st = self._state
-        cfg = st.config
-        per_second = max(1, round(1.0 / cfg.block_s))
-        b = emg.block_len
-        sec_env = np.concatenate([emg.sec_env, env])
-        sec_valid = np.concatenate([emg.sec_valid, valid])
-        sec_bits = np.concatenate([emg.sec_bits, bits])
-        # floor of each new block: the floor after the seconds completed before its second
-        first_second = (block_index[0] - emg.sec_env.shape[0]) // per_second
-        second_of_block = block_index // per_second - first_second
-        n_complete = sec_env.shape[0] // per_second
-        used = n_complete * per_second
-        floors_seq = [st.floor_uv]
-        if n_complete:
-            medians = second_medians(
-                sec_env[:used].reshape(n_complete, per_second),
-                sec_valid[:used].reshape(n_complete, per_second),
-            )
-            # a second enters the floor window one second late, and not at all when the next
-            # one is invalid: the decaying filter transient before a flat line is no floor
-            held = np.concatenate([[st.held_median_uv], medians])
-            entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
-            st.held_median_uv = float(held[-1])
-            after, st.floor_window = update_floor(
-                st.floor_window, entering, cfg.floor_quantile, cfg.floor_min_uv
-            )
-            for value in after:
-                floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])
-            st.floor_uv = floors_seq[-1]
-        block_floor: FloatArray = np.asarray(floors_seq, dtype=np.float64)[second_of_block]
-        sec_floor = np.concatenate([emg.sec_floor, block_floor])
-        if n_complete:
-            second_index = first_second + np.arange(n_complete)
-            start_block = second_index * per_second
-            seconds = _Seconds(
-                start_us=emg.anchor_us
-                + np.round(start_block * (b * 1e6 / emg.rate_hz)).astype(np.int64),
-                end_us=emg.anchor_us
-                + np.round((start_block + per_second) * (b * 1e6 / emg.rate_hz)).astype(np.int64),
-                bits=second_flags(sec_bits[:used], per_second),
-                env_uv=sec_env[:used].reshape(n_complete, per_second).mean(axis=1),
-                floor_uv=sec_floor[:used].reshape(n_complete, per_second).mean(axis=1),
-            )
-            st.seconds.append(seconds)
-        emg.sec_env, emg.sec_valid = sec_env[used:], sec_valid[used:]
-        emg.sec_bits, emg.sec_floor = sec_bits[used:], sec_floor[used:]
-        return block_floor
 
     # ------------------------------------------------------------- decisions
 
@@ -518,8 +319,8 @@ class StreamDetector:
             return []
         events: list[DetectorEvent] = []
         batch = st.pending.tail(st.pending.size)
-        head = BlockBatch(*(getattr(batch, n)[:count] for n in _BATCH_FIELDS))
-        st.pending = BlockBatch(*(getattr(batch, n)[count:] for n in _BATCH_FIELDS))
+        head = BlockBatch(*(getattr(batch, n)[:count] for n in FIELDS))
+        st.pending = BlockBatch(*(getattr(batch, n)[count:] for n in FIELDS))
         acc = st.acc
         if final:
             # end of data: decide the rest with what there is, without new NO_ACC intervals
@@ -530,7 +331,7 @@ class StreamDetector:
             acc_end = acc.end_us if acc is not None else None
             covered = 0 if acc_end is None else int(np.searchsorted(head.end_us, acc_end, "right"))
         if covered and not final:
-            part = BlockBatch(*(getattr(head, n)[:covered] for n in _BATCH_FIELDS))
+            part = BlockBatch(*(getattr(head, n)[:covered] for n in FIELDS))
             if st.no_acc_since_us is not None:
                 t = int(part.start_us[0])
                 events.append(
@@ -539,7 +340,7 @@ class StreamDetector:
                 st.no_acc_since_us = None
             events.extend(st.machine.run(part, acc, acc is not None))
         if covered < count:
-            part = BlockBatch(*(getattr(head, n)[covered:] for n in _BATCH_FIELDS))
+            part = BlockBatch(*(getattr(head, n)[covered:] for n in FIELDS))
             if st.no_acc_since_us is None:
                 t = int(part.start_us[0])
                 st.no_acc_since_us = t
@@ -590,7 +391,6 @@ class StreamDetector:
         return events
 
 
-_BATCH_FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
 _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}
 
 
@@ -603,60 +403,3 @@ def _ordered(events: list[DetectorEvent]) -> list[DetectorEvent]:
         return (event.at_us, 0, event.start_us, event.flag.value)
 
     return sorted(events, key=key)
-
-
-def _as_samples(samples: Any, stream: str, columns: int | None, limit: float) -> FloatArray:
-    try:
-        x = np.asarray(samples, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise DetectorInputError(f"{stream} samples are not numeric: {err}") from err
-    if x.ndim == 1 and columns is None:
-        x = x[:, None]
-    if x.ndim != 2:
-        want = f"(n, {columns})" if columns else "(n,) or (n, channels)"
-        raise DetectorInputError(f"{stream} samples must have shape {want}, got {x.shape}")
-    if columns is not None and x.shape[1] != columns:
-        raise DetectorInputError(f"{stream} samples must have shape (n, {columns}), got {x.shape}")
-    if x.shape[0] == 0:
-        raise DetectorInputError(f"{stream} chunk is empty")
-    finite = np.isfinite(x)
-    if not finite.all():
-        row = int(np.argwhere(~finite)[0][0])
-        raise DetectorInputError(f"{stream} chunk has NaN/inf (first at sample {row})")
-    peak = max(float(x.max()), -float(x.min()))
-    if peak > limit:
-        raise DetectorInputError(
-            f"{stream} chunk has a sample of magnitude {peak:g}, beyond {limit:g} "
-            f"({'µV' if columns is None else 'g'}): wrong units?"
-        )
-    return np.ascontiguousarray(x)
-
-
-def _check_rate(rate_hz: Any, stream: str, limits: tuple[float, float]) -> float:
-    try:
-        rate = float(rate_hz)
-    except (TypeError, ValueError) as err:
-        raise DetectorRateError(f"{stream} rate {rate_hz!r} is not a number") from err
-    if not (math.isfinite(rate) and limits[0] <= rate <= limits[1]):
-        raise DetectorRateError(
-            f"{stream} rate {rate_hz!r} Hz is outside the supported {limits[0]:g}-{limits[1]:g} Hz"
-        )
-    return rate
-
-
-def _check_time(start_us: Any) -> int:
-    if isinstance(start_us, bool) or not isinstance(start_us, int | np.integer):
-        raise DetectorInputError(f"start_us must be an integer of µs, got {start_us!r}")
-    return int(start_us)
-
-
-def _jump(start_us: int, expected_us: int, rate_hz: float) -> int:
-    """+1 for a gap, 0 for contiguous (clock jitter allowed), error when time goes back."""
-    tolerance = max(2e6 / rate_hz, 20_000.0)
-    delta = start_us - expected_us
-    if delta < -tolerance:
-        raise DetectorTimeError(
-            f"chunk starts at {start_us} µs, {-delta} µs before the end of the previous chunk "
-            f"({expected_us} µs): time went backwards"
-        )
-    return 1 if delta > tolerance else 0

@@ -29,7 +29,8 @@ def me(principal: CurrentUser) -> MePublic:
     )
 
 
-def _owner(principal: Principal) -> tuple[Role, str]:
+def webhook_owner(principal: Principal) -> tuple[Role, str]:
+    """Role and id of the caller as a webhook owner; 403 for admins (they own none)."""
     owner_id = principal.wearer_id or principal.clinician_id
     if owner_id is None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "webhooks belong to wearers or clinicians")
@@ -58,7 +59,7 @@ def _may_watch(principal: Principal, device_id: str, metadata: MetadataDB) -> bo
 
 @router.get("/webhooks", response_model=WebhooksPublic, summary="My webhooks")
 def list_webhooks(principal: CurrentUser, metadata: MetadataDep) -> WebhooksPublic:
-    role, owner_id = _owner(principal)
+    role, owner_id = webhook_owner(principal)
     hooks = [_webhook_public(h) for h in metadata.webhooks_of(role, owner_id)]
     return WebhooksPublic(data=hooks, count=len(hooks))
 
@@ -72,7 +73,7 @@ def list_webhooks(principal: CurrentUser, metadata: MetadataDep) -> WebhooksPubl
 def create_webhook(
     body: WebhookCreate, principal: CurrentUser, metadata: MetadataDep
 ) -> WebhookIssued:
-    role, owner_id = _owner(principal)
+    role, owner_id = webhook_owner(principal)
     if body.device_id is not None and not _may_watch(principal, body.device_id, metadata):
         raise invalid(("body", "device_id"), "no such device")
     hook = metadata.add_webhook(
@@ -88,7 +89,7 @@ def create_webhook(
     responses={404: {"model": Problem}},
 )
 def delete_webhook(webhook_id: str, principal: CurrentUser, metadata: MetadataDep) -> None:
-    role, owner_id = _owner(principal)
+    role, owner_id = webhook_owner(principal)
     hook = metadata.webhook(webhook_id)
     if hook is None or hook.owner_role is not role or hook.owner_id != owner_id:
         raise not_found()

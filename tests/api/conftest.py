@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from alerts.directory import MetadataDirectory
+from alerts.webhooks import DeliveryLog, WebhookDispatcher
 from api.app import create_app
+from api.redflags import evaluate_nights
 from api.timewin import to_us
 from detection.events import (
     Episode,
@@ -22,6 +27,7 @@ from detection.events import (
     QualityFlag,
     SeriesPoint,
 )
+from storage.base import Store
 from storage.metadata import MetadataDB, Role
 from storage.sqlite import SqliteStore
 from tests.storage.metadata.conftest import postgres_url  # noqa: F401 (shared fixture)
@@ -65,7 +71,7 @@ def make_episode(
     )
 
 
-def store_episodes(store: SqliteStore, episodes: list[Episode]) -> None:
+def store_episodes(store: Store, episodes: list[Episode]) -> None:
     store.write_events(
         [EpisodeEvent(EventKind.ENDED, e, e.offset_us or e.onset_us) for e in episodes]
     )
@@ -104,6 +110,45 @@ class World:
 
     def get(self, who: str, url: str, **kwargs: object):  # type: ignore[no-untyped-def]
         return self.client.get(url, headers=self.headers(who), **kwargs)
+
+    def post(self, who: str, url: str, **kwargs: object):  # type: ignore[no-untyped-def]
+        return self.client.post(url, headers=self.headers(who), **kwargs)
+
+    def dispatcher(self, http: httpx.Client) -> WebhookDispatcher:
+        """A webhook dispatcher on the app's alert tables, on the world's clock."""
+        return WebhookDispatcher(
+            self.metadata.engine,
+            MetadataDirectory(self.metadata),
+            http=http,
+            rng=np.random.default_rng(3),
+            clock_s=lambda: self.clock.now.timestamp(),
+            max_attempts=2,
+        )
+
+
+def dead_delivery(world: World) -> str:
+    """The id of a dead-lettered delivery to a new webhook of Ann's.
+
+    Ann's history raises red flags for the night of 23 Nov; the webhook's plain-http URL on a
+    public host is refused by the dispatcher before any request, which dead-letters it.
+    """
+    hook = world.metadata.add_webhook(
+        "http://ann.example/hook", owner_role=Role.WEARER, owner_id="ann"
+    )
+    raised = evaluate_nights(
+        world.client.app.state.red_flag_store,  # type: ignore[attr-defined]
+        world.store,
+        ["ann-left"],
+        date(2026, 11, 23),
+        "Europe/Paris",
+    )
+    assert raised, "Ann's history raises flags"
+    with httpx.Client() as http:
+        world.dispatcher(http).deliver_due()
+    log: DeliveryLog = world.client.app.state.delivery_log  # type: ignore[attr-defined]
+    dead = [d for d in log.dead_letters() if d.subscription_id == hook.webhook_id]
+    assert dead and "insecure_url" in (dead[0].last_error or "")
+    return dead[0].delivery_id
 
 
 # Ann (Paris): cramps on the nights of 17, 19, 20 and 23 Nov; one 6-minute episode on the 23rd.

@@ -14,9 +14,9 @@ import pytest
 
 from simulator.recording import Recording, write_csv
 from storage.metadata import Role
-from tests.api.conftest import NOW, World
+from tests.api.conftest import NOW, World, dead_delivery
 
-Kind = Literal["public", "read", "own", "admin", "me", "patients"]
+Kind = Literal["public", "read", "own", "clinical", "admin", "me", "patients"]
 NIGHT = "2026-11-23"
 
 
@@ -95,6 +95,12 @@ CASES: dict[tuple[str, str], Case] = {
         "read", lambda w, tmp: _csv_upload(tmp), ok=202
     ),
     ("get", "/v1/devices/{device_id}/recordings/{job_id}"): Case("read"),
+    ("get", "/v1/me/red-flags"): Case("me"),
+    ("get", "/v1/wearers/{wearer_id}/red-flags"): Case("read"),
+    ("post", "/v1/wearers/{wearer_id}/red-flags/evaluate"): Case("clinical"),
+    ("get", "/v1/me/webhooks/deliveries"): Case("me"),
+    ("get", "/v1/webhooks/deliveries"): Case("admin"),
+    ("post", "/v1/webhooks/deliveries/{delivery_id}/requeue"): Case("admin"),
 }
 
 
@@ -121,6 +127,8 @@ def _path(template: str, world: World, tmp_path: Any) -> str:
         values["webhook_id"] = hook.webhook_id
     if "{key_id}" in template:
         values["key_id"] = world.metadata.create_key(Role.WEARER, wearer_id="ann").record.key_id
+    if "{delivery_id}" in template:
+        values["delivery_id"] = dead_delivery(world)
     if "{job_id}" in template:
         job = world.client.post(
             "/v1/devices/ann-left/recordings",
@@ -150,6 +158,16 @@ def test_access(world: World, tmp_path: Any, method: str, template: str) -> None
             answer = _call(world, who, method, url, case, tmp_path)
             assert answer.status_code == 403, (who, answer.text)
         assert _call(world, "admin", method, url, case, tmp_path).status_code == case.ok
+        return
+    if case.kind == "clinical":
+        for who in ("ann", "bob"):
+            answer = _call(world, who, method, url, case, tmp_path)
+            assert answer.status_code == 403, (who, answer.text)
+        answer = _call(world, "dave", method, url, case, tmp_path)
+        assert (answer.status_code, answer.json()) == (404, {"detail": "not found"})
+        for who in ("carol", "admin"):
+            answer = _call(world, who, method, url, case, tmp_path)
+            assert answer.status_code == case.ok, (who, answer.text)
         return
     if case.kind == "patients":
         assert _call(world, "bob", method, url, case, tmp_path).status_code == 403

@@ -158,3 +158,30 @@ def test_detect_recording_needs_acc_and_its_rate_together() -> None:
 def test_errors_are_value_errors() -> None:
     for cls in (DetectorInputError, DetectorRateError, DetectorTimeError, DetectorStateError):
         assert issubclass(cls, DetectorError) and issubclass(cls, ValueError)
+
+
+def test_a_refused_chunk_leaves_the_detector_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    x = 3.0 * rng.standard_normal((30_000, 1)) + 100.0
+    x[12_000:22_000] *= 30.0  # a burst, so there is something to detect
+    clean = StreamDetector("d")
+    disturbed = StreamDetector("d")
+    events_clean: list[object] = []
+    events_disturbed: list[object] = []
+    for second in range(30):
+        chunk = x[second * 1000 : (second + 1) * 1000]
+        start = second * 1_000_000
+        events_clean += clean.push_emg(chunk, start, 1000.0)
+        if second:
+            bad_calls = [
+                (np.full((10, 1), np.nan), start, 1000.0),  # NaN
+                (chunk, start - 500_000, 1000.0),  # time went backwards
+                (chunk, start, 2000.0),  # rate change
+            ]
+            for samples, bad_start, rate in bad_calls:
+                with pytest.raises(DetectorError):
+                    disturbed.push_emg(samples, bad_start, rate)
+        events_disturbed += disturbed.push_emg(chunk, start, 1000.0)
+    assert events_clean
+    assert events_disturbed == events_clean
+    assert clean.finish() == disturbed.finish()

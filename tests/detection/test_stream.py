@@ -96,6 +96,7 @@ def test_busy_night_has_the_expected_events() -> None:
     assert any(abs(e.onset_us - (T0_US + 52_000_000)) <= 500_000 for e in result.episodes)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(chunkings())
 def test_any_chunking_gives_the_offline_events(cuts: tuple[list[int], list[int]]) -> None:
@@ -168,7 +169,26 @@ def test_clock_jitter_is_contiguous_and_a_jump_is_a_gap() -> None:
     events += detector.push_emg(x[:2000], 20_000_000, EMG_RATE)
     events += detector.finish()
     [gap] = [e for e in events if isinstance(e, QualityEvent) and e.flag is QualityFlag.GAP]
-    assert gap.start_us == 12_000_000 and gap.end_us == 20_000_000
+    # the stream follows the device clock: the last chunk started 1.5 ms early
+    assert gap.start_us == 12_000_000 - 1_500 and gap.end_us == 20_000_000
+
+
+@pytest.mark.parametrize("drift_ppm", [-80.0, 80.0])
+def test_device_clock_drift_never_accumulates_into_a_gap_or_an_error(drift_ppm: float) -> None:
+    """A device whose time stamps run 80 ppm off its sample clock for 30 minutes."""
+    rng = np.random.default_rng(11)
+    rate = 500.0
+    emg = synth.rest(rng, 1800.0, rate)
+    acc = np.tile([0.0, 0.0, 1.0], (1800 * 25, 1)) + rng.normal(0, 0.002, (1800 * 25, 3))
+    detector = StreamDetector("d")
+    events = []
+    for second in range(1800):
+        start_us = round(second * 1e6 * (1 + drift_ppm * 1e-6))
+        events += detector.push_emg(emg[second * 500 : (second + 1) * 500], start_us, rate)
+        events += detector.push_acc(acc[second * 25 : (second + 1) * 25], start_us, 25.0)
+    events += detector.finish()
+    assert not [e for e in events if isinstance(e, QualityEvent) and e.flag is QualityFlag.GAP]
+    assert not [e for e in events if isinstance(e, EpisodeEvent)]
 
 
 def test_a_gap_ends_an_open_episode_with_the_gap_flag() -> None:

@@ -1,0 +1,64 @@
+"""The envelope grid handed from the EMG path to the state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class BlockBatch:
+    """Envelope-grid blocks handed to the state machine, oldest first (all shape (n,)).
+
+    Attributes
+    ----------
+    start_us, end_us : ndarray of int
+        Device time of the block's first sample and just after its last one, µs.
+    env_uv, floor_uv : ndarray
+        Combined RMS envelope and noise floor, µV (floor NaN while unknown).
+    ratio : ndarray
+        ``env / floor``; 0 where the block is unusable or the floor unknown.
+    zcr_hz : ndarray
+        Zero crossings per second of the strongest channel.
+    bits : ndarray of int
+        Fault bits (``detection.quality``).
+    """
+
+    start_us: IntArray
+    end_us: IntArray
+    env_uv: FloatArray
+    floor_uv: FloatArray
+    ratio: FloatArray
+    zcr_hz: FloatArray
+    bits: IntArray
+
+    @property
+    def size(self) -> int:
+        return int(self.start_us.shape[0])
+
+    def tail(self, count: int) -> BlockBatch:
+        """The last ``count`` blocks."""
+        start = max(0, self.size - count)
+        return BlockBatch(*(getattr(self, name)[start:] for name in FIELDS))
+
+    @staticmethod
+    def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
+        """Concatenate two batches."""
+        return BlockBatch(
+            *(np.concatenate([getattr(first, n), getattr(second, n)]) for n in FIELDS)
+        )
+
+    @staticmethod
+    def empty() -> BlockBatch:
+        """No blocks."""
+        ints = np.zeros(0, dtype=np.int64)
+        floats = np.zeros(0)
+        return BlockBatch(ints, ints, floats, floats, floats, floats, ints)
+
+
+FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")

@@ -1,0 +1,250 @@
+"""EMG stream processing: filters, block grid, envelope, faults and noise floor per chunk.
+
+Turns contiguous chunks of one segment into whole envelope blocks (``BlockBatch``) and whole
+seconds (``Seconds``); every value depends only on the samples, never on the chunking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detection.blocks import BlockBatch
+from detection.config import DetectorConfig
+from detection.envelope import block_stats, smooth_mean_square
+from detection.filters import apply_sos, design_emg_filters, steady_state
+from detection.floor import second_medians, update_floor
+from detection.quality import UNUSABLE, block_flags, second_flags
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+BoolArray = NDArray[np.bool_]
+
+
+@dataclass
+class Seconds:
+    """Completed seconds waiting for the decided time to pass them (all shape (n,))."""
+
+    start_us: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    end_us: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    env_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
+    floor_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
+
+    def append(self, other: Seconds) -> None:
+        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+    def split(self, count: int) -> Seconds:
+        """Remove and return the first ``count`` seconds."""
+        head = Seconds()
+        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
+            values = getattr(self, name)
+            setattr(head, name, values[:count])
+            setattr(self, name, values[count:])
+        return head
+
+
+@dataclass
+class EmgStream:
+    """Carried state of the EMG stream: filters, partial block, partial second, noise floor.
+
+    The floor window survives gaps (a new segment); everything else restarts with a segment.
+    """
+
+    config: DetectorConfig
+    rate_hz: float
+    channels: int
+    block_len: int
+    bandpass_sos: FloatArray
+    notch_sos: FloatArray
+    bandpass_zi: FloatArray
+    notch_zi: FloatArray
+    anchor_us: int = 0
+    n_samples: int = 0
+    n_blocks: int = 0
+    rest_raw: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
+    rest_band: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
+    rest_clean: FloatArray = field(default_factory=lambda: np.zeros((1, 0)))
+    smooth_carry: FloatArray = field(default_factory=lambda: np.zeros((0, 1)))
+    prev_mean_uv: FloatArray = field(default_factory=lambda: np.full(1, np.nan))
+    sec_env: FloatArray = field(default_factory=lambda: np.zeros(0))
+    sec_valid: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    sec_bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    sec_floor: FloatArray = field(default_factory=lambda: np.zeros(0))
+    floor_window: FloatArray = field(default_factory=lambda: np.zeros(0))
+    floor_uv: float = math.nan
+    held_median_uv: float = math.nan
+
+    def sample_time_us(self, index: float) -> int:
+        """Device time of sample ``index`` of the current segment, µs."""
+        return self.anchor_us + round(index * 1e6 / self.rate_hz)
+
+    @classmethod
+    def create(
+        cls, config: DetectorConfig, rate: float, channels: int, notch_hz: tuple[float, ...]
+    ) -> EmgStream:
+        """A stream at ``rate`` Hz with ``channels`` channels and the given mains notches."""
+        cfg = config
+        design = design_emg_filters(
+            rate,
+            low_hz=cfg.band_low_hz,
+            high_hz=cfg.band_high_hz,
+            nyquist_fraction=cfg.band_nyquist_fraction,
+            notch_hz=notch_hz,
+            notch_q=cfg.notch_q,
+        )
+        return cls(
+            config=cfg,
+            rate_hz=rate,
+            channels=channels,
+            block_len=max(1, round(rate * cfg.block_s)),
+            bandpass_sos=design.bandpass_sos,
+            notch_sos=design.notch_sos,
+            bandpass_zi=np.zeros((design.bandpass_sos.shape[0], channels, 2)),
+            notch_zi=np.zeros((design.notch_sos.shape[0], channels, 2)),
+            floor_window=np.full(max(1, round(cfg.floor_window_s)), np.nan),
+        )
+
+    def start_segment(self, first: FloatArray, start_us: int) -> None:
+        """Begin a contiguous segment at ``start_us``; ``first`` is its first sample per channel."""
+        ch = self.channels
+        self.anchor_us = start_us
+        self.n_samples = 0
+        self.n_blocks = 0
+        self.bandpass_zi = steady_state(self.bandpass_sos, first)
+        self.notch_zi = np.zeros((self.notch_sos.shape[0], ch, 2))
+        self.rest_raw = np.zeros((ch, 0))
+        self.rest_band = np.zeros((ch, 0))
+        self.rest_clean = np.zeros((ch, 0))
+        self.smooth_carry = np.zeros((0, ch))
+        self.prev_mean_uv = np.full(ch, np.nan)
+        self.sec_env = np.zeros(0)
+        self.sec_valid = np.zeros(0, dtype=bool)
+        self.sec_bits = np.zeros(0, dtype=np.int64)
+        self.sec_floor = np.zeros(0)
+
+    def ingest(self, x: FloatArray) -> tuple[BlockBatch | None, Seconds | None]:
+        """Filter a contiguous chunk (n, channels) in µV into whole blocks and whole seconds.
+
+        Returns
+        -------
+        blocks : BlockBatch or None
+            The blocks completed by this chunk (None: none).
+        seconds : Seconds or None
+            The seconds completed by this chunk (None: none).
+        """
+        cfg = self.config
+        xt = np.ascontiguousarray(x.T)  # channel-major: filters and blocks run on rows
+        band, self.bandpass_zi = apply_sos(self.bandpass_sos, xt, self.bandpass_zi)
+        clean, self.notch_zi = apply_sos(self.notch_sos, band, self.notch_zi)
+        self.n_samples += x.shape[0]
+        notched = clean is not band
+        raw = np.concatenate([self.rest_raw, xt], axis=1)
+        band = np.concatenate([self.rest_band, band], axis=1)
+        clean = np.concatenate([self.rest_clean, clean], axis=1) if notched else band
+        b = self.block_len
+        n_blocks = raw.shape[1] // b
+        used = n_blocks * b
+        self.rest_raw, self.rest_band = raw[:, used:], band[:, used:]
+        self.rest_clean = clean[:, used:]
+        if n_blocks == 0:
+            return None, None
+        band_used = band[:, :used]
+        clean_used = clean[:, :used] if notched else band_used
+        stats = block_stats(raw[:, :used], band_used, clean_used, b)
+        bits = block_flags(
+            stats,
+            self.prev_mean_uv,
+            b,
+            flat_uv=cfg.flat_uv,
+            clip_fraction=cfg.clip_fraction,
+            rail_fraction=cfg.rail_fraction,
+            mains_fraction=cfg.mains_fraction,
+            artifact_ratio=cfg.artifact_ratio,
+            floor_min_uv=cfg.floor_min_uv,
+            notch=self.notch_sos.shape[0] > 0,
+        )
+        self.prev_mean_uv = stats.raw_mean_uv[-1].copy()
+        window = max(1, cfg.smooth_blocks)
+        if self.smooth_carry.shape[0] == 0:
+            self.smooth_carry = np.repeat(stats.ms_uv2[:1], window - 1, axis=0)
+        smoothed, self.smooth_carry = smooth_mean_square(stats.ms_uv2, self.smooth_carry)
+        env_ch = np.sqrt(smoothed)
+        usable = (bits & UNUSABLE) == 0
+        masked = np.where(usable, env_ch, -1.0)
+        best = np.argmax(masked, axis=1)
+        rows = np.arange(n_blocks)
+        env = np.maximum(masked[rows, best], 0.0)
+        crossings = stats.crossings[rows, best].astype(np.float64)
+        zcr = crossings * self.rate_hz / max(b - 1, 1)
+        block_index = np.arange(self.n_blocks, self.n_blocks + n_blocks)
+        settle = max(0, round(cfg.settle_s / cfg.block_s))
+        valid = usable.any(axis=1) & (block_index >= settle)
+        all_bits = np.bitwise_or.reduce(bits, axis=1)
+        floors, seconds = self._floors(env, valid, all_bits, block_index)
+        ratio = np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
+        starts = self.anchor_us + np.round(block_index * (b * 1e6 / self.rate_hz)).astype(np.int64)
+        ends = self.anchor_us + np.round((block_index + 1) * (b * 1e6 / self.rate_hz)).astype(
+            np.int64
+        )
+        self.n_blocks += n_blocks
+        return BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits), seconds
+
+    def _floors(
+        self,
+        env: FloatArray,
+        valid: BoolArray,
+        bits: IntArray,
+        block_index: IntArray,
+    ) -> tuple[FloatArray, Seconds | None]:
+        """Floor of each new block (the floor known when its second began), whole seconds."""
+        cfg = self.config
+        per_second = max(1, round(1.0 / cfg.block_s))
+        b = self.block_len
+        sec_env = np.concatenate([self.sec_env, env])
+        sec_valid = np.concatenate([self.sec_valid, valid])
+        sec_bits = np.concatenate([self.sec_bits, bits])
+        # floor of each new block: the floor after the seconds completed before its second
+        first_second = (block_index[0] - self.sec_env.shape[0]) // per_second
+        second_of_block = block_index // per_second - first_second
+        n_complete = sec_env.shape[0] // per_second
+        used = n_complete * per_second
+        floors_seq = [self.floor_uv]
+        if n_complete:
+            medians = second_medians(
+                sec_env[:used].reshape(n_complete, per_second),
+                sec_valid[:used].reshape(n_complete, per_second),
+            )
+            # a second enters the floor window one second late, and not at all when the next
+            # one is invalid: the decaying filter transient before a flat line is no floor
+            held = np.concatenate([[self.held_median_uv], medians])
+            entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
+            self.held_median_uv = float(held[-1])
+            after, self.floor_window = update_floor(
+                self.floor_window, entering, cfg.floor_quantile, cfg.floor_min_uv
+            )
+            for value in after:
+                floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])
+            self.floor_uv = floors_seq[-1]
+        block_floor: FloatArray = np.asarray(floors_seq, dtype=np.float64)[second_of_block]
+        seconds: Seconds | None = None
+        sec_floor = np.concatenate([self.sec_floor, block_floor])
+        if n_complete:
+            second_index = first_second + np.arange(n_complete)
+            start_block = second_index * per_second
+            seconds = Seconds(
+                start_us=self.anchor_us
+                + np.round(start_block * (b * 1e6 / self.rate_hz)).astype(np.int64),
+                end_us=self.anchor_us
+                + np.round((start_block + per_second) * (b * 1e6 / self.rate_hz)).astype(np.int64),
+                bits=second_flags(sec_bits[:used], per_second),
+                env_uv=sec_env[:used].reshape(n_complete, per_second).mean(axis=1),
+                floor_uv=sec_floor[:used].reshape(n_complete, per_second).mean(axis=1),
+            )
+        self.sec_env, self.sec_valid = sec_env[used:], sec_valid[used:]
+        self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
+        return block_floor, seconds if n_complete else None
