@@ -14,10 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 import numpy as np
@@ -209,24 +208,19 @@ class Service:
                 log.exception("red-flag evaluation failed")
 
     def evaluate_red_flags(self, now: datetime | None = None) -> int:
-        """Run the red-flag rules on the last completed night of every device; newly raised flags.
+        """Run the red-flag rules on every wearer's last completed night; newly raised flags."""
+        from api.redflags import evaluate_nights, latest_completed_night
 
-        A night runs noon to noon in the wearer's local time, so at ``now`` the last completed
-        night is the one that started the evening before the most recent local noon.
-        """
         assert self.metadata is not None and self.store is not None
         now = now or datetime.now(UTC)
         raised = 0
-        for device in self.metadata.devices():
-            offset = _utc_offset_s(device.time_zone, now)
-            local = now + timedelta(seconds=offset)
-            last_noon = local.replace(hour=12, minute=0, second=0, microsecond=0)
-            if local < last_noon:
-                last_noon -= timedelta(days=1)
-            night = (last_noon - timedelta(days=1)).date().isoformat()
-            raised += len(
-                self.red_flags.evaluate_from_store(self.store, device.device_id, night, offset)
-            )
+        for wearer in self.metadata.wearers():
+            devices = [d.device_id for d in self.metadata.devices_of(wearer.wearer_id)]
+            if devices:
+                night = latest_completed_night(now, wearer.time_zone)
+                raised += len(
+                    evaluate_nights(self.red_flags, self.store, devices, night, wearer.time_zone)
+                )
         return raised
 
     def _mqtt_client(self, config: BrokerConfig) -> mqtt.Client:
@@ -283,6 +277,8 @@ class Service:
             max_upload_bytes=api.max_upload_mb * 1024 * 1024,
             device_credentials=credentials,
             red_flags=red_flag_rules(self.settings),
+            red_flag_store=self.red_flags,
+            on_webhook_work=self.dispatcher.wake if self.dispatcher is not None else None,
             mains_hz=self.settings.detector.mains_hz,
         )
         config = uvicorn.Config(
@@ -336,15 +332,6 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _utc_offset_s(time_zone: str, at: datetime) -> int:
-    """Offset of ``time_zone`` from UTC at ``at``, seconds (0 for an unknown zone)."""
-    try:
-        offset = at.astimezone(ZoneInfo(time_zone)).utcoffset()
-    except (ZoneInfoNotFoundError, ValueError):
-        return 0
-    return int(offset.total_seconds()) if offset is not None else 0
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
