@@ -212,5 +212,6 @@ def wait_drained(worker: Any, frames: int, timeout_s: float) -> float:
     stats = worker.stats()
     raise TimeoutError(
         f"worker acked {stats.acked} and released {stats.frames_released} of {frames} frames "
-        f"in {timeout_s} s"
+        f"in {timeout_s} s (received {stats.received}, queued {stats.queued}, store retries "
+        f"{stats.store_retries}, unstorable {stats.unstorable}, batches {stats.batches})"
     )
