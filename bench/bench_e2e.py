@@ -63,7 +63,9 @@ def stored_vs_labelled(store: Any, nights: list[Any]) -> dict[str, Any]:
     return {"labelled": s.n_truth, "stored": s.n_detected, "matched": s.true_positives}
 
 
-def run_case(backend: str, nights: list[Any], workdir: Path) -> dict[str, Any]:
+def run_case(
+    backend: str, nights: list[Any], workdir: Path, timeout_s: float = 600.0
+) -> dict[str, Any]:
     """Publish every night at max speed through one worker on ``backend``."""
     from simulator.publisher import PublishOptions, publish_nights
 
@@ -79,7 +81,7 @@ def run_case(backend: str, nights: list[Any], workdir: Path) -> dict[str, Any]:
         report = publish_nights(
             nights, p.broker_url, PublishOptions(speed=None, frame_faults=False)
         )
-        drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=600)
+        drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=timeout_s)
         elapsed_s = time.perf_counter() - t0
         # Detectors finish (open episodes close) finish_after_s after a device's last frame.
         wait_episodes_closed(p.worker, 60)
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
     p.add_argument("--backends", nargs="+", default=["sqlite", "influx"])
+    p.add_argument("--timeout", type=float, default=600.0, help="Longest wait for the worker, s.")
     args = p.parse_args(argv)
     devices = args.devices or (2 if args.quick else 10)
     minutes = args.minutes or (3.0 if args.quick else 20.0)
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     for backend in args.backends:
         with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
-            cases.append(run_case(backend, nights, Path(tmp)))
+            cases.append(run_case(backend, nights, Path(tmp), args.timeout))
     print(render(cases))
     payload = {"minutes_per_device": minutes, "cases": cases}
     print(f"wrote {write_result(args.out, NAME, payload, quick=args.quick)}")

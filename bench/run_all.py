@@ -63,6 +63,14 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         return [
             ("sync", f"{doc['hours']:g} h night -> stored episodes", f"{doc['median_s']:.1f} s")
         ]
+    if name == "api" and "p50_ms" in doc:
+        return [
+            (
+                "api",
+                f"history, {doc['wearers']} wearers x 1 year: p50 / p95",
+                f"{doc['p50_ms']:.1f} / {doc['p95_ms']:.1f} ms",
+            )
+        ]
     return [(name, "see its table", "-")]
 
 
@@ -88,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## {name}\n", flush=True)
         t0 = time.perf_counter()
         bench_args = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
-        code = module.main(bench_args)
+        try:
+            code = module.main(bench_args)
+        except (TimeoutError, RuntimeError) as exc:  # a stalled server or worker: report, go on
+            print(f"{name} failed: {exc}", flush=True)
+            code = 1
         timings[name] = time.perf_counter() - t0
         if code:
             failed.append(name)
@@ -104,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         f"total {sum(timings.values()):.0f} s"
     )
     write_result(args.out, "summary", {"rows": rows, "seconds": timings}, quick=args.quick)
+    if failed:
+        print(f"failed: {', '.join(failed)}")
     return 1 if failed else 0
 
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -471,10 +472,14 @@ def register(app: typer.Typer) -> None:
 
         if not directory.is_dir():
             fail(f"{directory}: not a directory")
+        anchors = [a for a in ANCHORS if with_anchors]
+        for missing in [a for a in anchors if importlib.util.find_spec(a) is None]:
+            typer.echo(f"note: {missing} is not installed; its rows are left out", err=True)
+            anchors.remove(missing)
         try:
             results, chosen = run_eval(
                 directory,
-                anchors=ANCHORS if with_anchors else (),
+                anchors=anchors,
                 anchor_nights=anchor_nights,
                 anchor_s=None if anchor_hours is None else anchor_hours * 3600,
                 jobs=jobs,

@@ -180,3 +180,15 @@ def test_eval_without_anchors_and_errors(tmp_path: Path) -> None:
     assert result.exit_code != 0 and "has no recording" in result.stderr
     result = run("eval", tmp_path / "nowhere")
     assert result.exit_code != 0 and result.stderr.startswith("error: ")
+
+
+def test_anchor_excerpt_opens_before_the_first_cramp_and_stays_inside_the_night() -> None:
+    from crampwatch.commands.detect import excerpt_window
+    from detection.evaluation import Interval
+
+    cramps = [Interval(5000.0, 5060.0), Interval(1000.0, 1030.0)]
+    assert excerpt_window(cramps, 28800.0, None) == (0.0, 28800.0)
+    assert excerpt_window(cramps, 28800.0, 1800.0) == (550.0, 2350.0)
+    assert excerpt_window([], 28800.0, 1800.0) == (0.0, 1800.0)
+    assert excerpt_window([Interval(28700.0, 28790.0)], 28800.0, 1800.0) == (27000.0, 28800.0)
+    assert excerpt_window(cramps, 600.0, 1800.0) == (0.0, 600.0)
