@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TextIO
@@ -154,14 +155,17 @@ def _csv_table(path: Path, handle: TextIO, width: int) -> npt.NDArray[np.float64
         return float(text) if text.strip() else math.nan
 
     try:
-        table = np.loadtxt(
-            handle,
-            delimiter=",",
-            ndmin=2,
-            converters=cell,
-            dtype=np.float64,
-            comments="#",
-        )
+        with warnings.catch_warnings():
+            # an empty table is reported below as a RecordingError, not as numpy's warning
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+            table = np.loadtxt(
+                handle,
+                delimiter=",",
+                ndmin=2,
+                converters=cell,
+                dtype=np.float64,
+                comments="#",
+            )
     except ValueError as exc:
         raise RecordingError(f"{path}: CSV has a non-numeric or ragged row ({exc})") from None
     if table.shape[0] == 0:
