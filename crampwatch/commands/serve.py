@@ -19,6 +19,7 @@ from storage.metadata.records import Role
 
 DEMO_WEARER = "demo-wearer"
 DEMO_CLINICIAN = "demo-clinician"
+DEMO_KEY_NAME = "demo"
 DEMO_SCENARIOS = ("frequent-cramps", "typical", "plms", "restless", "faulty-sensor", "quiet")
 
 
@@ -47,12 +48,15 @@ def prepare_demo(metadata: MetadataDB, devices: int) -> DemoKeys:
     for index in range(devices):
         if metadata.device(demo_device_id(index)) is None:
             metadata.add_device(demo_device_id(index), DEMO_WEARER, site="left_calf")
+    for key in metadata.api_keys():  # keys of an earlier demo run stop working
+        if key.name == DEMO_KEY_NAME and key.revoked_at is None:
+            metadata.revoke_key(key.key_id)
     return DemoKeys(
-        wearer=metadata.create_key(Role.WEARER, wearer_id=DEMO_WEARER, name="demo").token,
+        wearer=metadata.create_key(Role.WEARER, wearer_id=DEMO_WEARER, name=DEMO_KEY_NAME).token,
         clinician=metadata.create_key(
-            Role.CLINICIAN, clinician_id=DEMO_CLINICIAN, name="demo"
+            Role.CLINICIAN, clinician_id=DEMO_CLINICIAN, name=DEMO_KEY_NAME
         ).token,
-        admin=metadata.create_key(Role.ADMIN, name="demo").token,
+        admin=metadata.create_key(Role.ADMIN, name=DEMO_KEY_NAME).token,
     )
 
 

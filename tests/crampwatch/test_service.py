@@ -56,3 +56,17 @@ def test_the_night_watcher_raises_a_red_flag_once(tmp_path: Path) -> None:
         flags = service.red_flags.flags(["ann-left"], active_only=True)
         assert any(flag.rule == "frequent_nights" for flag in flags)
         assert service.evaluate_red_flags(after_third_night) == 0
+
+
+def test_a_new_demo_run_revokes_the_previous_demo_keys(tmp_path: Path) -> None:
+    from crampwatch.commands.serve import prepare_demo
+    from storage.metadata.db import MetadataDB
+
+    metadata = MetadataDB(f"sqlite:///{tmp_path / 'metadata.sqlite3'}")
+    first = prepare_demo(metadata, 2)
+    assert metadata.authenticate(first.wearer) is not None
+    second = prepare_demo(metadata, 3)
+    assert metadata.authenticate(first.wearer) is None
+    assert metadata.authenticate(first.admin) is None
+    assert metadata.authenticate(second.clinician) is not None
+    assert {d.device_id for d in metadata.devices()} == {"sim-0000", "sim-0001", "sim-0002"}
