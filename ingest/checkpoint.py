@@ -1,9 +1,15 @@
-"""Durable worker checkpoint: detector snapshots, stream positions and held frames in SQLite.
+"""Durable worker checkpoint: detector snapshots, replay logs, stream positions and held frames
+in SQLite.
 
 Everything a worker must remember to recognise redelivered frames after a crash is written in
 ONE transaction per processed batch, before the batch's MQTT messages are acknowledged: a
 crash before the commit means the broker redelivers and the worker redoes the same work from
 the previous checkpoint; a crash after it means the redelivered messages are duplicates.
+
+A detector is not snapshotted in every commit (a snapshot is tens of kB): between snapshots the
+frames pushed into it are appended to the device's **replay log** in the same transaction as
+the positions. The committed detector state is the snapshot followed by its log, replayed in
+order; a new snapshot replaces the log.
 """
 
 from __future__ import annotations
@@ -31,6 +37,12 @@ CREATE TABLE IF NOT EXISTS pending (
     frame BLOB NOT NULL,
     PRIMARY KEY (device_id, kind, seq)
 );
+CREATE TABLE IF NOT EXISTS replay (
+    device_id TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    frame BLOB NOT NULL,
+    PRIMARY KEY (device_id, ord)
+);
 """
 
 
@@ -50,23 +62,41 @@ class DeviceCheckpoint:
         The detector's ``snapshot()``; None when the device has no open detector.
     pending : list of (Frame, Transport)
         Frames received and acknowledged but not yet pushed to the detector.
+    replay : list of Frame
+        Frames pushed into the detector after its snapshot, in push order: restore the
+        snapshot and push these to get the committed detector state.
     """
 
     device_id: str
     positions: dict[str, Any]
     detector: bytes | None
     pending: list[tuple[Frame, Transport]] = field(default_factory=list)
+    replay: list[Frame] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class DeviceUpdate:
-    """One device's changes in a commit."""
+    """One device's changes in a commit.
+
+    With ``snapshot`` True, ``detector`` replaces the stored snapshot (None: no open detector)
+    and the replay log restarts empty; with ``snapshot`` False the stored snapshot stays and
+    ``replay`` is appended to its log at positions ``replay_from``, ``replay_from + 1``, ...
+    """
 
     device_id: str
     positions: dict[str, Any]
     detector: bytes | None
     add_pending: Sequence[tuple[Frame, Transport]] = ()
     remove_pending: Sequence[tuple[StreamKind, int]] = ()
+    snapshot: bool = True
+    replay: Sequence[Frame] = ()
+    replay_from: int = 0
+
+    def __post_init__(self) -> None:
+        if self.snapshot and self.replay:
+            raise ValueError("a new snapshot starts an empty replay log")
+        if not self.snapshot and self.detector is not None:
+            raise ValueError("detector bytes are only written with snapshot=True")
 
 
 class Checkpoint:
@@ -101,10 +131,14 @@ class Checkpoint:
                 "SELECT transport, frame FROM pending WHERE device_id = ? ORDER BY kind, seq",
                 (device_id,),
             ).fetchall()
+            logged = self._db.execute(
+                "SELECT frame FROM replay WHERE device_id = ? ORDER BY ord", (device_id,)
+            ).fetchall()
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from exc
         pending = [(decode_binary(bytes(blob)), Transport(t)) for t, blob in rows]
-        return DeviceCheckpoint(device_id, json.loads(row[0]), row[1], pending)
+        replay = [decode_binary(bytes(blob)) for (blob,) in logged]
+        return DeviceCheckpoint(device_id, json.loads(row[0]), row[1], pending, replay)
 
     def device_ids(self) -> list[str]:
         """Every device with a committed state."""
@@ -114,31 +148,51 @@ class Checkpoint:
             raise CheckpointError(f"cannot read checkpoint {self.path}: {exc}") from exc
 
     def commit(self, updates: Sequence[DeviceUpdate]) -> None:
-        """Write every update in one transaction (all or nothing)."""
+        """Write every update (at most one per device) in one transaction (all or nothing)."""
         if not updates:
             return
+        if len({u.device_id for u in updates}) != len(updates):
+            raise ValueError("a commit holds at most one update per device")
+        snapshots = [
+            (u.device_id, json.dumps(u.positions), u.detector) for u in updates if u.snapshot
+        ]
+        positions = [(u.device_id, json.dumps(u.positions)) for u in updates if not u.snapshot]
+        logged = [
+            (u.device_id, u.replay_from + i, encode_binary(f))
+            for u in updates
+            for i, f in enumerate(u.replay)
+        ]
+        released = [
+            (u.device_id, int(kind), seq) for u in updates for kind, seq in u.remove_pending
+        ]
+        held = [
+            (u.device_id, int(f.kind), f.seq, str(t), encode_binary(f))
+            for u in updates
+            for f, t in u.add_pending
+        ]
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for u in updates:
-                    db.execute(
-                        "INSERT INTO device (device_id, positions, detector) VALUES (?, ?, ?) "
-                        "ON CONFLICT(device_id) DO UPDATE SET positions = excluded.positions, "
-                        "detector = excluded.detector",
-                        (u.device_id, json.dumps(u.positions), u.detector),
-                    )
-                    db.executemany(
-                        "DELETE FROM pending WHERE device_id = ? AND kind = ? AND seq = ?",
-                        [(u.device_id, int(kind), seq) for kind, seq in u.remove_pending],
-                    )
-                    db.executemany(
-                        "INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?)",
-                        [
-                            (u.device_id, int(f.kind), f.seq, str(t), encode_binary(f))
-                            for f, t in u.add_pending
-                        ],
-                    )
+                db.executemany(
+                    "INSERT INTO device (device_id, positions, detector) VALUES (?, ?, ?) "
+                    "ON CONFLICT(device_id) DO UPDATE SET positions = excluded.positions, "
+                    "detector = excluded.detector",
+                    snapshots,
+                )
+                db.executemany(
+                    "DELETE FROM replay WHERE device_id = ?", [(row[0],) for row in snapshots]
+                )
+                db.executemany(
+                    "INSERT INTO device (device_id, positions) VALUES (?, ?) "
+                    "ON CONFLICT(device_id) DO UPDATE SET positions = excluded.positions",
+                    positions,
+                )
+                db.executemany("INSERT OR REPLACE INTO replay VALUES (?, ?, ?)", logged)
+                db.executemany(
+                    "DELETE FROM pending WHERE device_id = ? AND kind = ? AND seq = ?", released
+                )
+                db.executemany("INSERT OR REPLACE INTO pending VALUES (?, ?, ?, ?, ?)", held)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")

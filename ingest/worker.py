@@ -4,10 +4,16 @@ effect.
 One processing thread takes batches from the :class:`~ingest.intake.Intake` queue and, per
 batch: sequences every frame (:mod:`ingest.sequencing`), pushes released frames into the
 device's detector in device-time order, writes events, series and dead letters to the store,
-hands events to the sinks, commits detector snapshots + stream positions + held frames to the
+hands events to the sinks, commits stream positions + held frames + detector state to the
 checkpoint in one transaction, and only then acknowledges the batch's MQTT messages. A crash
 anywhere before the acknowledgements means the broker redelivers them to the same persistent
 session; they are redone from the last checkpoint, and store writes are idempotent upserts.
+
+Detector state is committed as a snapshot every ``snapshot_every_frames`` pushed frames and,
+in between, as a replay log of the frames pushed since the snapshot (:mod:`ingest.checkpoint`).
+Loading a device restores the snapshot and pushes the logged frames again, discarding what they
+produce (it was stored and handed to the sinks when they were first pushed). The store's writes
+of a batch go in one transaction when the store offers ``grouped()`` (:class:`GroupedWrites`).
 
 Scale-out: ``worker_count`` workers each keep their own persistent session subscribed to every
 device topic; worker ``i`` processes the devices with ``crc32(device_id) % worker_count == i``
@@ -22,9 +28,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol, runtime_checkable
 
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
 from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
@@ -39,6 +47,13 @@ log = logging.getLogger(__name__)
 
 REGISTRATION_CACHE_US = 60_000_000
 HOUSEKEEPING_INTERVAL_US = 250_000
+
+
+@runtime_checkable
+class GroupedWrites(Protocol):
+    """A store that can put the writes of one batch into one durable transaction."""
+
+    def grouped(self) -> AbstractContextManager[None]: ...
 
 
 def wall_clock_us() -> int:
@@ -80,6 +95,9 @@ class _Device:
     added: dict[tuple[StreamKind, int], tuple[Frame, Transport]] = field(default_factory=dict)
     removed: set[tuple[StreamKind, int]] = field(default_factory=set)
     dirty: bool = False
+    pushed: list[Frame] = field(default_factory=list)  # into the detector, this batch, in order
+    logged: int = 0  # frames in the committed replay log after the committed snapshot
+    fresh: bool = False  # detector created since the last commit (it has no snapshot yet)
 
 
 class IngestWorker:
@@ -118,6 +136,10 @@ class IngestWorker:
         Wall clock for arrival times, µs since the epoch.
     max_batch : int
         Most messages processed per checkpoint transaction.
+    snapshot_every_frames : int
+        A device's detector is snapshotted once this many frames were pushed into it since
+        its last snapshot; until then the frames go to its replay log. 1 snapshots in every
+        commit that pushed a frame.
     """
 
     def __init__(
@@ -139,11 +161,12 @@ class IngestWorker:
         sinks: Sequence[EventSink] = (),
         clock_us: Callable[[], int] = wall_clock_us,
         max_batch: int = 500,
+        snapshot_every_frames: int = 60,
     ) -> None:
         if not 0 <= worker_index < worker_count:
             raise ValueError(f"worker_index {worker_index} is not in 0..{worker_count - 1}")
-        if queue_frames < 1 or max_batch < 1:
-            raise ValueError("queue_frames and max_batch must be >= 1")
+        if queue_frames < 1 or max_batch < 1 or snapshot_every_frames < 1:
+            raise ValueError("queue_frames, max_batch and snapshot_every_frames must be >= 1")
         self.store = store
         self.detectors = detectors
         self.worker_index = worker_index
@@ -157,6 +180,7 @@ class IngestWorker:
         self.sinks = tuple(sinks)
         self.clock_us = clock_us
         self.max_batch = max_batch
+        self.snapshot_every_frames = snapshot_every_frames
         self.checkpoint = Checkpoint(data_dir / f"ingest-{worker_index}.sqlite")
         self.intake = Intake(broker, broker.client_id, self.owns, queue_frames, clock_us)
         self.health = HealthTracker()
@@ -368,6 +392,8 @@ class IngestWorker:
             device.removed.add((frame.kind, frame.seq))
             if device.detector is None:
                 device.detector = self.detectors.create(device_id)
+                device.fresh = True
+            device.pushed.append(frame)
             samples = frame.physical()
             try:
                 if frame.kind is StreamKind.EMG:
@@ -401,36 +427,33 @@ class IngestWorker:
                 device.detector = None
 
     def _commit(self, letters: list[DeadLetter], now: int) -> None:
+        dirty = [(i, d) for i, d in self._devices.items() if d.dirty]
         updates = []
-        for device_id, device in self._devices.items():
-            if not device.dirty:
-                continue
-            events = device.events
-            if device.detector is not None:
-                device.series.extend(device.detector.pop_series())
-            self._write_results(device_id, events, device.series)
-            if events:
-                for sink in self.sinks:
-                    self._hand_to_sink(sink, device_id, events, now)
-            pending = device.sequencer.pending_keys()
-            updates.append(
-                DeviceUpdate(
-                    device_id,
-                    device.sequencer.positions(),
-                    None if device.detector is None else device.detector.snapshot(),
-                    add_pending=[v for k, v in device.added.items() if k in pending],
-                    remove_pending=sorted(device.removed - pending),
+        logged: list[int] = []
+        handoffs: list[tuple[str, list[DetectorEvent]]] = []
+        with self._grouped_writes():
+            for device_id, device in dirty:
+                events = device.events
+                if device.detector is not None:
+                    device.series.extend(device.detector.pop_series())
+                self._write_results(device_id, events, device.series)
+                if events:
+                    handoffs.append((device_id, events))
+                update = self._device_update(device_id, device)
+                updates.append(update)
+                logged.append(0 if update.snapshot else update.replay_from + len(update.replay))
+            if letters:
+                self._guarded(
+                    what="dead letters",
+                    device_id="-",
+                    write=self.store.write_dead_letters,
+                    args=(letters,),
                 )
-            )
-        if letters:
-            self._guarded(
-                what="dead letters",
-                device_id="-",
-                write=self.store.write_dead_letters,
-                args=(letters,),
-            )
+        for device_id, events in handoffs:
+            for sink in self.sinks:
+                self._hand_to_sink(sink, device_id, events, now)
         self.checkpoint.commit(updates)
-        for device in self._devices.values():
+        for (_, device), count in zip(dirty, logged, strict=True):
             for event in device.events:
                 if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
                     self._batch["episodes_started"] += 1
@@ -441,32 +464,70 @@ class IngestWorker:
             device.added = {}
             device.removed = set()
             device.dirty = False
+            device.pushed = []
+            device.logged = count
+            device.fresh = False
+
+    def _device_update(self, device_id: str, device: _Device) -> DeviceUpdate:
+        """What to commit for one device: positions, held frames, and either a new detector
+        snapshot or the frames pushed this batch appended to its replay log."""
+        pending = device.sequencer.pending_keys()
+        add_pending = [v for k, v in device.added.items() if k in pending]
+        remove_pending = sorted(device.removed - pending)
+        positions = device.sequencer.positions()
+        detector = device.detector
+        if (
+            detector is None
+            or device.fresh
+            or device.logged + len(device.pushed) >= self.snapshot_every_frames
+        ):
+            snapshot = None if detector is None else detector.snapshot()
+            return DeviceUpdate(device_id, positions, snapshot, add_pending, remove_pending)
+        return DeviceUpdate(
+            device_id,
+            positions,
+            None,
+            add_pending,
+            remove_pending,
+            snapshot=False,
+            replay=device.pushed,
+            replay_from=device.logged,
+        )
+
+    def _grouped_writes(self) -> AbstractContextManager[None]:
+        """One store transaction for the batch's writes, when the store offers it."""
+        if isinstance(self.store, GroupedWrites):
+            return self.store.grouped()
+        return nullcontext()
 
     def _write_results(
         self, device_id: str, events: list[DetectorEvent], series: list[SeriesPoint]
     ) -> None:
-        """Write one device's results; a value the store refuses is logged and skipped, while
-        an unavailable store raises (the batch is retried)."""
+        """Write one device's results (nothing when there are none); a value the store refuses
+        is logged and skipped, while an unavailable store raises (the batch is retried)."""
         episodes = [e for e in events if isinstance(e, EpisodeEvent)]
         quality = [e for e in events if isinstance(e, QualityEvent)]
-        self._guarded(
-            what="episode events",
-            device_id=device_id,
-            write=self.store.write_events,
-            args=(episodes,),
-        )
-        self._guarded(
-            what="quality events",
-            device_id=device_id,
-            write=self.store.write_quality,
-            args=(quality,),
-        )
-        self._guarded(
-            what="series points",
-            device_id=device_id,
-            write=self.store.write_series,
-            args=(device_id, series),
-        )
+        if episodes:
+            self._guarded(
+                what="episode events",
+                device_id=device_id,
+                write=self.store.write_events,
+                args=(episodes,),
+            )
+        if quality:
+            self._guarded(
+                what="quality events",
+                device_id=device_id,
+                write=self.store.write_quality,
+                args=(quality,),
+            )
+        if series:
+            self._guarded(
+                what="series points",
+                device_id=device_id,
+                write=self.store.write_series,
+                args=(device_id, series),
+            )
 
     def _guarded(
         self, *, what: str, device_id: str, write: Callable[..., None], args: tuple[object, ...]
@@ -508,8 +569,14 @@ class IngestWorker:
                 reorder_window_us=self.reorder_window_us,
                 max_pending=self.max_pending_frames,
             )
-            detector = None if saved.detector is None else self.detectors.restore(saved.detector)
+            detector = None
+            if saved.detector is not None:
+                detector = self.detectors.restore(saved.detector)
+                _replay(detector, saved.replay)
+            elif saved.replay:
+                raise CheckpointError(f"{device_id} has a replay log but no detector snapshot")
         device = _Device(sequencer, detector, now)
+        device.logged = 0 if saved is None else len(saved.replay)
         self._devices[device_id] = device
         return device
 
@@ -529,6 +596,21 @@ class IngestWorker:
             for device_id, device in self._devices.items()
             for kind, stream in device.sequencer.streams.items()
         }
+
+
+def _replay(detector: Detector, frames: Sequence[Frame]) -> None:
+    """Push logged frames into a restored detector again and drop what they produce: their
+    events and series were stored and handed to the sinks when the frames were first pushed."""
+    for frame in frames:
+        samples = frame.physical()
+        try:
+            if frame.kind is StreamKind.EMG:
+                detector.push_emg(samples, frame.start_us, frame.rate_hz)
+            else:
+                detector.push_acc(samples, frame.start_us, frame.rate_hz)
+        except ValueError:  # refused the first time too (dead-lettered then); same state now
+            continue
+    detector.pop_series()
 
 
 def _letter(item: Inbound, reason: str, detail: str) -> DeadLetter:

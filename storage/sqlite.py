@@ -4,6 +4,7 @@ One writer thread (ingest) and any number of reader threads (the API) share a st
 gets its own connection, writes are serialised by a lock and committed with
 ``synchronous=FULL``, so a returned ``write_*`` survives a power cut (ingest acks after it).
 All upserts are idempotent and follow the same rules as :class:`storage.influx.InfluxStore`.
+:meth:`SqliteStore.grouped` puts a thread's writes into one transaction (one disk sync).
 """
 
 from __future__ import annotations
@@ -207,6 +208,29 @@ class SqliteStore(SummarizingStore):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Run the calling thread's ``write_*`` calls inside one transaction, committed (and
+        synced) when the block ends and rolled back entirely when it raises."""
+        if getattr(self._local, "grouped", False):
+            raise RuntimeError("grouped() blocks do not nest")
+        with self._write_lock, self._transaction():
+            self._local.grouped = True
+            try:
+                yield
+            finally:
+                self._local.grouped = False
+
+    @contextmanager
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection to write on: inside :meth:`grouped` its open transaction, otherwise
+        a transaction of its own."""
+        if getattr(self._local, "grouped", False):
+            yield self._connection()
+            return
+        with self._write_lock, self._transaction() as db:
+            yield db
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._connection().execute(sql, params).fetchall()
@@ -219,7 +243,7 @@ class SqliteStore(SummarizingStore):
         rows = [_episode_row(e) for e in validation.latest_episodes(events)]
         if not rows:
             return
-        with self._write_lock, self._transaction() as db:
+        with self._writing() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO episodes ({_EPISODE_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -233,7 +257,7 @@ class SqliteStore(SummarizingStore):
         ]
         if not rows:
             return
-        with self._write_lock, self._transaction() as db:
+        with self._writing() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO quality (device_id, flag, start_us, end_us, at_us) "
                 "VALUES (?, ?, ?, ?, ?)",
@@ -254,7 +278,7 @@ class SqliteStore(SummarizingStore):
         ]
         if not rows:
             return
-        with self._write_lock, self._transaction() as db:
+        with self._writing() as db:
             db.executemany(
                 "INSERT INTO series (device_id, ts_us, envelope_uv, floor_uv, activity_g, posture) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, ts_us) DO UPDATE SET "
@@ -286,7 +310,7 @@ class SqliteStore(SummarizingStore):
         ]
         if not rows:
             return
-        with self._write_lock, self._transaction() as db:
+        with self._writing() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO health ({_HEALTH_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -308,7 +332,7 @@ class SqliteStore(SummarizingStore):
         ]
         if not rows:
             return
-        with self._write_lock, self._transaction() as db:
+        with self._writing() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO dead_letters ({_DEAD_LETTER_COLUMNS}) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
