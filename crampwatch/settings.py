@@ -118,6 +118,12 @@ class IngestSettings(_Concern):
         le=600,
         description="How long a live out-of-order frame is waited for, seconds of device time.",
     )
+    snapshot_every_frames: int = Field(
+        default=60,
+        ge=1,
+        le=3600,
+        description="Frames between full detector checkpoints; frames in between are replayed after a crash.",
+    )
     require_registration: bool = Field(
         default=False,
         description="Dead-letter frames of devices not registered in the metadata DB.",

@@ -177,6 +177,7 @@ def build_worker(
         idle_flush_s=ingest.idle_flush_s,
         finish_after_s=ingest.finish_after_s,
         health_interval_s=ingest.health_interval_s,
+        snapshot_every_frames=ingest.snapshot_every_frames,
         is_registered=is_registered,
         sinks=sinks,
     )

@@ -34,6 +34,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
+from detection.errors import DetectorError
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
 from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
 from ingest.detectors import Detector, DetectorFactory, EventSink
@@ -400,7 +401,7 @@ class IngestWorker:
                     events = device.detector.push_emg(samples, frame.start_us, frame.rate_hz)
                 else:
                     events = device.detector.push_acc(samples, frame.start_us, frame.rate_hz)
-            except ValueError as exc:  # detection.DetectorError subclasses ValueError
+            except DetectorError as exc:
                 log.warning(
                     "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
                 )
