@@ -29,11 +29,16 @@ def posture_name(up: FloatArray, upright_deg: float) -> str:
     Returns ``upright`` (shank within ``upright_deg`` of vertical), ``supine`` (calf down),
     ``prone``, ``left`` or ``right`` (lying on that side).
     """
-    if abs(up[0]) >= math.cos(math.radians(upright_deg)):
+    return _posture(float(up[0]), float(up[1]), float(up[2]), math.cos(math.radians(upright_deg)))
+
+
+def _posture(x: float, y: float, z: float, cos_upright: float) -> str:
+    """:func:`posture_name` of the unit vector (x, y, z), given ``cos(upright_deg)``."""
+    if abs(x) >= cos_upright:
         return "upright"
-    if abs(up[2]) >= abs(up[1]):
-        return "supine" if up[2] < 0 else "prone"
-    return "left" if up[1] < 0 else "right"
+    if abs(z) >= abs(y):
+        return "supine" if z < 0 else "prone"
+    return "left" if y < 0 else "right"
 
 
 @dataclass
@@ -162,11 +167,16 @@ class AccState:
         sums = np.add.reduceat(padded, np.append(lo, hi[-1:]))[:-1] if lo.size else np.zeros(0)
         sums = np.where(counts > 0, sums, 0.0)
         means = sums / np.maximum(counts, 1)
+        count_list = counts.tolist()
         activity: list[float | None] = [
-            float(m) if c > 0 else None for m, c in zip(means, counts, strict=True)
+            m if c > 0 else None for m, c in zip(means.tolist(), count_list, strict=True)
         ]
+        # plain floats: indexing NumPy rows one at a time costs more than the rule itself
+        last_up = self.up[np.maximum(hi - 1, 0)].tolist() if self.up.shape[0] else []
+        cos_upright = math.cos(math.radians(upright_deg))
         posture: list[str | None] = [
-            posture_name(self.up[h - 1], upright_deg) if c > 0 else None
-            for h, c in zip(hi, counts, strict=True)
+            _posture(u[0], u[1], u[2], cos_upright) if c > 0 else None
+            for u, c in zip(last_up, count_list, strict=False)
         ]
+        posture.extend([None] * (len(count_list) - len(posture)))
         return activity, posture

@@ -48,7 +48,11 @@ class BlockBatch:
 
     @staticmethod
     def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
-        """Concatenate two batches."""
+        """Concatenate two batches (either may be returned as is when the other is empty)."""
+        if first.size == 0:
+            return second
+        if second.size == 0:
+            return first
         return BlockBatch(
             *(np.concatenate([getattr(first, n), getattr(second, n)]) for n in FIELDS)
         )

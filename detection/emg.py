@@ -16,7 +16,7 @@ from detection.blocks import BlockBatch
 from detection.config import DetectorConfig
 from detection.envelope import block_stats, smooth_mean_square
 from detection.filters import apply_sos, design_emg_filters, steady_state
-from detection.floor import second_medians, update_floor
+from detection.floor import second_medians, sorted_valid, update_floor
 from detection.quality import UNUSABLE, block_flags, second_flags
 
 FloatArray = NDArray[np.float64]
@@ -76,8 +76,15 @@ class EmgStream:
     sec_bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     sec_floor: FloatArray = field(default_factory=lambda: np.zeros(0))
     floor_window: FloatArray = field(default_factory=lambda: np.zeros(0))
+    floor_ordered: list[float] | None = None  # sorted valid values of floor_window
     floor_uv: float = math.nan
     held_median_uv: float = math.nan
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled state without ``floor_ordered``: it is rebuilt from the window when needed."""
+        state = dict(self.__dict__)
+        state["floor_ordered"] = None
+        return state
 
     def sample_time_us(self, index: float) -> int:
         """Device time of sample ``index`` of the current segment, µs."""
@@ -143,14 +150,18 @@ class EmgStream:
         clean, self.notch_zi = apply_sos(self.notch_sos, band, self.notch_zi)
         self.n_samples += x.shape[0]
         notched = clean is not band
-        raw = np.concatenate([self.rest_raw, xt], axis=1)
-        band = np.concatenate([self.rest_band, band], axis=1)
-        clean = np.concatenate([self.rest_clean, clean], axis=1) if notched else band
+        if self.rest_raw.shape[1]:  # samples left over from the last chunk come first
+            raw = np.concatenate([self.rest_raw, xt], axis=1)
+            band = np.concatenate([self.rest_band, band], axis=1)
+            clean = np.concatenate([self.rest_clean, clean], axis=1) if notched else band
+        else:
+            raw = xt
         b = self.block_len
         n_blocks = raw.shape[1] // b
         used = n_blocks * b
-        self.rest_raw, self.rest_band = raw[:, used:], band[:, used:]
-        self.rest_clean = clean[:, used:]
+        # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
+        self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
+        self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
         if n_blocks == 0:
             return None, None
         band_used = band[:, :used]
@@ -224,8 +235,14 @@ class EmgStream:
             held = np.concatenate([[self.held_median_uv], medians])
             entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
             self.held_median_uv = float(held[-1])
+            if self.floor_ordered is None:
+                self.floor_ordered = sorted_valid(self.floor_window)
             after, self.floor_window = update_floor(
-                self.floor_window, entering, cfg.floor_quantile, cfg.floor_min_uv
+                self.floor_window,
+                entering,
+                cfg.floor_quantile,
+                cfg.floor_min_uv,
+                self.floor_ordered,
             )
             for value in after:
                 floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])

@@ -70,9 +70,9 @@ def block_stats(raw: FloatArray, band: FloatArray, clean: FloatArray, block_len:
         raw_max_uv=raw_max.T,
         raw_min_uv=raw_min.T,
         raw_mean_uv=r.mean(axis=2).T,
-        at_max=np.count_nonzero(r == raw_max[:, :, None], axis=2).astype(np.int64).T,
-        at_min=np.count_nonzero(r == raw_min[:, :, None], axis=2).astype(np.int64).T,
-        crossings=np.count_nonzero(signs[:, :, 1:] != signs[:, :, :-1], axis=2).astype(np.int64).T,
+        at_max=(r == raw_max[:, :, None]).sum(axis=2, dtype=np.int64).T,
+        at_min=(r == raw_min[:, :, None]).sum(axis=2, dtype=np.int64).T,
+        crossings=(signs[:, :, 1:] != signs[:, :, :-1]).sum(axis=2, dtype=np.int64).T,
     )
 
 

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
 from detection.errors import DetectorError
+
+try:  # the compiled loop behind scipy.signal.sosfilt; the public function is the fallback
+    from scipy.signal._sosfilt import _sosfilt as _sosfilt_kernel
+except ImportError:  # pragma: no cover - a SciPy that moved it
+    _sosfilt_kernel = None
 
 MainsSetting = Literal["auto", "50", "60", "both", "off"]
 FloatArray = NDArray[np.float64]
@@ -88,7 +94,29 @@ def design_emg_filters(
         Notch centres, Hz; those at or above the upper band edge are skipped.
     notch_q : float
         Quality factor of each notch (bandwidth = centre / Q).
+
+    Notes
+    -----
+    Designs are cached (a device's first chunk would otherwise spend milliseconds here); each
+    call returns its own copies of the sections.
     """
+    design = _design_emg_filters(rate_hz, low_hz, high_hz, nyquist_fraction, notch_hz, notch_q)
+    return EmgFilterDesign(
+        bandpass_sos=design.bandpass_sos.copy(),
+        notch_sos=design.notch_sos.copy(),
+        high_hz=design.high_hz,
+    )
+
+
+@lru_cache(maxsize=64)
+def _design_emg_filters(
+    rate_hz: float,
+    low_hz: float,
+    high_hz: float,
+    nyquist_fraction: float,
+    notch_hz: tuple[float, ...],
+    notch_q: float,
+) -> EmgFilterDesign:
     high = min(high_hz, nyquist_fraction * rate_hz)
     bandpass = signal.butter(2, [low_hz, high], btype="bandpass", fs=rate_hz, output="sos")
     notches = []
@@ -98,16 +126,35 @@ def design_emg_filters(
             notches.append(signal.tf2sos(b, a))
     notch = np.concatenate(notches) if notches else np.zeros((0, 6))
     return EmgFilterDesign(
-        bandpass_sos=np.asarray(bandpass, dtype=np.float64),
-        notch_sos=np.asarray(notch, dtype=np.float64),
+        bandpass_sos=_read_only(bandpass),
+        notch_sos=_read_only(notch),
         high_hz=float(high),
     )
 
 
 def design_lowpass(rate_hz: float, cutoff_hz: float) -> FloatArray:
     """Order-2 Butterworth low-pass as second-order sections (gravity from acceleration)."""
+    return _design_lowpass(rate_hz, cutoff_hz).copy()
+
+
+@lru_cache(maxsize=64)
+def _design_lowpass(rate_hz: float, cutoff_hz: float) -> FloatArray:
     sos = signal.butter(2, cutoff_hz, btype="lowpass", fs=rate_hz, output="sos")
-    return np.asarray(sos, dtype=np.float64)
+    return _read_only(sos)
+
+
+def _read_only(values: Any) -> FloatArray:
+    """A float64 copy of ``values`` that cannot be written (safe to share from a cache)."""
+    array = np.array(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
+@lru_cache(maxsize=64)
+def _unit_zi(sos_bytes: bytes) -> FloatArray:
+    """``sosfilt_zi`` of the sections whose float64 bytes are ``sos_bytes`` (cached)."""
+    sos = np.frombuffer(sos_bytes, dtype=np.float64).reshape(-1, 6)
+    return _read_only(signal.sosfilt_zi(sos))
 
 
 def steady_state(sos: FloatArray, first: FloatArray) -> FloatArray:
@@ -125,7 +172,7 @@ def steady_state(sos: FloatArray, first: FloatArray) -> FloatArray:
     """
     if sos.shape[0] == 0:
         return np.zeros((0, first.shape[0], 2))
-    zi = signal.sosfilt_zi(sos)
+    zi = _unit_zi(np.ascontiguousarray(sos, dtype=np.float64).tobytes())
     return np.asarray(zi[:, None, :] * first[None, :, None], dtype=np.float64)
 
 
@@ -148,5 +195,12 @@ def apply_sos(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArra
     """
     if sos.shape[0] == 0:
         return x, zi
-    y, zf = signal.sosfilt(sos, x, axis=-1, zi=zi)
-    return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)
+    if _sosfilt_kernel is None or x.ndim != 2 or x.dtype != np.float64:
+        y, zf = signal.sosfilt(sos, x, axis=-1, zi=zi)
+        return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)
+    # The loop ``sosfilt`` itself runs, without its per-call validation and axis shuffling
+    # (which cost more than filtering a 1 s chunk): it filters ``y`` and ``state`` in place.
+    y = np.array(x, dtype=np.float64, order="C")
+    state = np.array(zi.transpose(1, 0, 2), dtype=np.float64, order="C")
+    _sosfilt_kernel(np.ascontiguousarray(sos, dtype=np.float64), y, state)
+    return y, state.transpose(1, 0, 2)

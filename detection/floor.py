@@ -8,8 +8,10 @@ an invalid signal (lead-off, flat line, artifact, filter settling) are left out.
 
 from __future__ import annotations
 
+import bisect
+import math
+
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
@@ -26,6 +28,9 @@ def second_medians(env_uv: FloatArray, valid: BoolArray) -> FloatArray:
     valid : ndarray of bool, same shape
     """
     per_second = env_uv.shape[1]
+    if valid.all():  # the usual case: the same arithmetic without the NaN bookkeeping
+        ordered = np.sort(env_uv, axis=1)
+        return (ordered[:, (per_second - 1) // 2] + ordered[:, per_second // 2]) / 2.0
     values = np.sort(np.where(valid, env_uv, np.nan), axis=1)
     n_valid = np.count_nonzero(valid, axis=1)
     lo = np.clip((n_valid - 1) // 2, 0, per_second - 1)
@@ -35,10 +40,23 @@ def second_medians(env_uv: FloatArray, valid: BoolArray) -> FloatArray:
     return np.where(n_valid * 2 >= per_second, median, np.nan)
 
 
+def sorted_valid(window: FloatArray) -> list[float]:
+    """The valid (non-NaN) values of a floor window in ascending order."""
+    return sorted(window[~np.isnan(window)].tolist())
+
+
 def update_floor(
-    window: FloatArray, seconds: FloatArray, quantile: float, floor_min_uv: float
+    window: FloatArray,
+    seconds: FloatArray,
+    quantile: float,
+    floor_min_uv: float,
+    ordered: list[float] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Floor after each new second, and the new window.
+
+    Each second updates a sorted copy of the window's valid values (one bisect removal and
+    insertion) instead of re-ranking the whole window, so the cost per second is independent
+    of the window length in practice.
 
     Parameters
     ----------
@@ -50,6 +68,9 @@ def update_floor(
         Order statistic taken among the valid values of the window (exact, no interpolation).
     floor_min_uv : float
         Lower bound of the floor, µV.
+    ordered : list of float, optional
+        ``sorted_valid(window)``, kept by the caller between calls; updated in place to match
+        the returned window. Built from ``window`` when omitted.
 
     Returns
     -------
@@ -59,14 +80,24 @@ def update_floor(
     window : ndarray, shape (window_len,)
     """
     size = window.shape[0]
-    joined = np.concatenate([window, seconds])
-    rows = sliding_window_view(joined, size)[1:]
-    n_valid = np.count_nonzero(~np.isnan(rows), axis=1)
-    index = np.clip(np.floor(quantile * n_valid).astype(np.int64), 0, size - 1)
-    picked = np.empty(rows.shape[0])
-    for k in np.unique(index):  # usually one value: a full window
-        chosen = index == k
-        # partition puts NaN last, so the k-th of the valid values is exact
-        picked[chosen] = np.partition(rows[chosen], int(k), axis=1)[:, k]
-    floors = np.where(n_valid > 0, np.maximum(picked, floor_min_uv), np.nan)
-    return floors, joined[joined.shape[0] - size :].copy()
+    if ordered is None:
+        ordered = sorted_valid(window)
+    k = seconds.shape[0]
+    new_values = seconds.tolist()
+    leaving = window[:k].tolist() + new_values[: max(0, k - size)]
+    floors = np.empty(k)
+    for i in range(k):
+        old, new = leaving[i], new_values[i]
+        if old == old:  # not NaN: it was in the ordered values
+            del ordered[bisect.bisect_left(ordered, old)]
+        if new == new:
+            bisect.insort(ordered, new)
+        n_valid = len(ordered)
+        if n_valid:
+            index = min(math.floor(quantile * n_valid), size - 1)
+            floors[i] = max(ordered[index], floor_min_uv)
+        else:
+            floors[i] = math.nan
+    if k >= size:
+        return floors, seconds[k - size :].copy()
+    return floors, np.concatenate([window[k:], seconds])

@@ -35,6 +35,8 @@ FLAG_BITS: tuple[tuple[int, QualityFlag], ...] = (
 )
 # Share of a second's blocks that must carry a flag for the second to be flagged.
 SECOND_SHARE = {LEAD_OFF: 0.5, FLAT: 0.5, CLIP: 0.25, MAINS: 0.5, ARTIFACT: 0.2}
+_SHARE_BITS = np.array(list(SECOND_SHARE), dtype=np.int64)
+_SHARE_MIN = np.array(list(SECOND_SHARE.values()), dtype=np.float64)
 CLEAR_SECONDS = 2  # clean seconds that close a fault interval
 
 
@@ -89,11 +91,11 @@ def block_flags(
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
     """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
     grid = block_bits.reshape(-1, per_second)
-    out = np.zeros(grid.shape[0], dtype=np.int64)
-    for bit, share in SECOND_SHARE.items():
-        count = np.count_nonzero(grid & bit, axis=1)
-        out |= np.where(count >= share * per_second, bit, 0)
-    return out
+    # blocks carrying each bit, per second: shape (n_seconds, len(SECOND_SHARE))
+    counts = ((grid[:, :, None] & _SHARE_BITS) != 0).sum(axis=1)
+    flagged = counts >= _SHARE_MIN * per_second
+    bits: IntArray = np.bitwise_or.reduce(np.where(flagged, _SHARE_BITS, 0), axis=1)
+    return bits.astype(np.int64)
 
 
 @dataclass

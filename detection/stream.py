@@ -318,7 +318,7 @@ class StreamDetector:
         if count == 0:
             return []
         events: list[DetectorEvent] = []
-        batch = st.pending.tail(st.pending.size)
+        batch = st.pending
         head = BlockBatch(*(getattr(batch, n)[:count] for n in FIELDS))
         st.pending = BlockBatch(*(getattr(batch, n)[count:] for n in FIELDS))
         acc = st.acc
@@ -368,12 +368,13 @@ class StreamDetector:
             activity, posture = st.acc.bins(edges, st.config.upright_deg)
         else:
             activity, posture = [None] * ready, [None] * ready
+        starts, envs, floors = done.start_us.tolist(), done.env_uv.tolist(), done.floor_uv.tolist()
         for k in range(ready):
-            floor = float(done.floor_uv[k])
+            floor = floors[k]
             st.series.append(
                 SeriesPoint(
-                    ts_us=int(done.start_us[k]),
-                    envelope_uv=float(done.env_uv[k]),
+                    ts_us=starts[k],
+                    envelope_uv=envs[k],
                     floor_uv=floor if not math.isnan(floor) else None,
                     activity_g=activity[k],
                     posture=posture[k],

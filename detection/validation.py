@@ -31,11 +31,11 @@ def as_samples(samples: Any, stream: str, columns: int | None, limit: float) -> 
         raise DetectorInputError(f"{stream} samples must have shape (n, {columns}), got {x.shape}")
     if x.shape[0] == 0:
         raise DetectorInputError(f"{stream} chunk is empty")
-    finite = np.isfinite(x)
-    if not finite.all():
-        row = int(np.argwhere(~finite)[0][0])
+    high, low = float(x.max()), float(x.min())  # NaN or inf anywhere shows in these two
+    if not (math.isfinite(high) and math.isfinite(low)):
+        row = int(np.argwhere(~np.isfinite(x))[0][0])
         raise DetectorInputError(f"{stream} chunk has NaN/inf (first at sample {row})")
-    peak = max(float(x.max()), -float(x.min()))
+    peak = max(high, -low)
     if peak > limit:
         raise DetectorInputError(
             f"{stream} chunk has a sample of magnitude {peak:g}, beyond {limit:g} "

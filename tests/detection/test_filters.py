@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import signal
 
 from detection.errors import DetectorError
@@ -88,3 +92,45 @@ def test_steady_state_start_has_no_step_transient() -> None:
     design = _design(1000.0)
     y, _ = apply_sos(design.bandpass_sos, x, steady_state(design.bandpass_sos, x[:, 0]))
     assert np.max(np.abs(y)) < 1e-6
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    channels=st.integers(1, 4),
+    cuts=st.lists(st.integers(1, 400), min_size=0, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_apply_sos_gives_exactly_what_scipy_sosfilt_gives(
+    channels: int, cuts: list[int], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    sos = np.concatenate([_design(1000.0).bandpass_sos, _design(1000.0).notch_sos])
+    x = rng.normal(0.0, 20.0, (channels, 1000))
+    zi = rng.normal(0.0, 1.0, (sos.shape[0], channels, 2))
+    expected, expected_zf = signal.sosfilt(sos, x, axis=-1, zi=zi)
+    bounds = [0, *sorted(set(cuts)), 1000]
+    parts, state = [], zi.copy()
+    for lo, hi in itertools.pairwise(bounds):
+        y, state = apply_sos(sos, x[:, lo:hi], state)
+        parts.append(y)
+    np.testing.assert_array_equal(np.concatenate(parts, axis=1), expected)
+    np.testing.assert_array_equal(state, expected_zf)
+
+
+def test_apply_sos_leaves_its_inputs_untouched() -> None:
+    sos = _design(1000.0).bandpass_sos
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 20.0, (2, 200))
+    zi = rng.normal(0.0, 1.0, (sos.shape[0], 2, 2))
+    x_before, zi_before = x.copy(), zi.copy()
+    apply_sos(sos, x, zi)
+    np.testing.assert_array_equal(x, x_before)
+    np.testing.assert_array_equal(zi, zi_before)
+
+
+def test_cached_designs_are_independent_copies() -> None:
+    first = _design(1000.0)
+    first.bandpass_sos[:] = 0.0
+    second = _design(1000.0)
+    fresh = signal.butter(2, [20.0, 450.0], btype="bandpass", fs=1000.0, output="sos")
+    np.testing.assert_array_equal(second.bandpass_sos, fresh)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detection import detect_recording
-from detection.floor import second_medians, update_floor
+from detection.floor import second_medians, sorted_valid, update_floor
 from tests.detection import synth
 
 
@@ -78,3 +83,55 @@ def test_detector_floor_tracks_resting_level_through_a_long_cramp() -> None:
     assert 1.0 < float(np.median(resting)) < 4.5
     [episode] = result.episodes
     assert abs(episode.duration_s - 300.0) < 3.0
+
+
+def _floor_by_ranking(window: np.ndarray, seconds: np.ndarray, quantile: float) -> np.ndarray:
+    """Reference: rank the whole window again after every second."""
+    joined = np.concatenate([window, seconds])
+    size = window.shape[0]
+    floors = []
+    for k in range(seconds.shape[0]):
+        values = np.sort(joined[k + 1 : k + 1 + size])
+        valid = values[~np.isnan(values)]
+        floors.append(max(valid[int(quantile * valid.size)], 0.5) if valid.size else np.nan)
+    return np.array(floors)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    size=st.integers(1, 40),
+    values=st.lists(
+        st.one_of(st.just(float("nan")), st.sampled_from([1.0, 2.0, 2.0, 7.5]), st.floats(0, 50)),
+        min_size=1,
+        max_size=120,
+    ),
+    cuts=st.lists(st.integers(0, 120), max_size=4),
+    quantile=st.sampled_from([0.05, 0.25, 0.5, 0.9]),
+)
+def test_incremental_floor_equals_ranking_the_window_every_second(
+    size: int, values: list[float], cuts: list[int], quantile: float
+) -> None:
+    seconds = np.array(values)
+    expected = _floor_by_ranking(np.full(size, np.nan), seconds, quantile)
+    window, ordered = np.full(size, np.nan), sorted_valid(np.full(size, np.nan))
+    bounds = [0, *sorted({min(c, seconds.size) for c in cuts}), seconds.size]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        part, window = update_floor(window, seconds[lo:hi], quantile, 0.5, ordered)
+        parts.append(part)
+        assert ordered == sorted_valid(window)
+    np.testing.assert_array_equal(np.concatenate(parts), expected)
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), invalid=st.sampled_from([0.0, 0.3, 0.7]))
+def test_second_medians_match_numpy_median_of_the_valid_blocks(seed: int, invalid: float) -> None:
+    rng = np.random.default_rng(seed)
+    env = rng.gamma(2.0, 3.0, (6, 20))
+    valid = rng.random((6, 20)) >= invalid
+    medians = second_medians(env, valid)
+    for row, value in enumerate(medians):
+        if valid[row].sum() * 2 >= 20:
+            assert value == pytest.approx(np.median(env[row][valid[row]]), rel=1e-12)
+        else:
+            assert np.isnan(value)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detection import detect_recording
 from detection.events import QualityEvent, QualityFlag
+from detection.quality import SECOND_SHARE, second_flags
 from tests.detection import synth
 
 RATE = 1000.0
@@ -136,3 +139,14 @@ def test_quality_events_open_then_close() -> None:
         (20_000_000, 35_000_000),
     ]
     assert events[0].at_us <= events[1].at_us
+
+
+@settings(max_examples=50, deadline=None)
+@given(bits=st.lists(st.integers(0, 31), min_size=20, max_size=20).map(np.array))
+def test_a_second_is_flagged_when_enough_of_its_blocks_carry_the_flag(bits: np.ndarray) -> None:
+    expected = 0
+    for bit, share in SECOND_SHARE.items():
+        if np.count_nonzero(bits & bit) >= share * 20:
+            expected |= bit
+    got = second_flags(np.concatenate([bits, np.zeros(20, dtype=np.int64)]), 20)
+    assert got.tolist() == [expected, 0]
