@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -332,18 +331,3 @@ class Service:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
-    """Poll ``condition`` until true or ``timeout_s`` passes; return its last value."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval_s)
-    return bool(condition())
-
-
-def data_path(settings: Settings, name: str) -> Path:
-    """A file in the data dir."""
-    return settings.data_dir / name
