@@ -149,22 +149,32 @@ class DeliveryLog:
         self,
         *,
         device_ids: Sequence[str] | None = None,
+        subscription_ids: Sequence[str] | None = None,
         status: str | None = None,
         since_us: int | None = None,
         limit: int = 100,
     ) -> list[DeliveryRecord]:
-        """Deliveries, newest first, optionally by device, status and creation time."""
+        """Deliveries, newest first, optionally by device, subscription (webhook id), status
+        and creation time; an empty id list matches nothing."""
         query = select(AlertDelivery).order_by(
             AlertDelivery.created_us.desc(), AlertDelivery.delivery_id
         )
         if device_ids is not None:
             query = query.where(AlertDelivery.device_id.in_(list(device_ids)))
+        if subscription_ids is not None:
+            query = query.where(AlertDelivery.subscription_id.in_(list(subscription_ids)))
         if status is not None:
             query = query.where(AlertDelivery.status == status)
         if since_us is not None:
             query = query.where(AlertDelivery.created_us >= since_us)
         with Session(self._engine) as session:
             return [_record(row) for row in session.scalars(query.limit(limit))]
+
+    def delivery(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery by id, or None."""
+        with Session(self._engine) as session:
+            row = session.get(AlertDelivery, delivery_id)
+            return None if row is None else _record(row)
 
     def dead_letters(
         self,

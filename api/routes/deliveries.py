@@ -9,7 +9,6 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import status as http_status
 
 from api.convert import delivery_public
-from api.deliveries import deliveries_of_webhooks, delivery
 from api.deps import AdminAccess, CurrentUser, DeliveryLogDep, MetadataDep
 from api.errors import invalid, not_found
 from api.models import ID_PATTERN, DeliveriesPublic, DeliveryPublic, DeliveryStatus, Problem
@@ -45,17 +44,17 @@ def _since_us(since: datetime | None) -> int | None:
     responses={403: {"model": Problem}, 422: {"model": Problem}},
 )
 def my_deliveries(
-    request: Request,
     principal: CurrentUser,
     metadata: MetadataDep,
+    log: DeliveryLogDep,
     status: StatusQuery = None,
     since: SinceQuery = None,
     limit: LimitQuery = 100,
 ) -> DeliveriesPublic:
     role, owner_id = webhook_owner(principal)
     webhook_ids = [h.webhook_id for h in metadata.webhooks_of(role, owner_id)]
-    found = deliveries_of_webhooks(
-        metadata.engine, webhook_ids, status=status, since_us=_since_us(since), limit=limit
+    found = log.deliveries(
+        subscription_ids=webhook_ids, status=status, since_us=_since_us(since), limit=limit
     )
     data = [delivery_public(d) for d in found]
     return DeliveriesPublic(data=data, count=len(data))
@@ -98,16 +97,15 @@ def requeue_delivery(
     request: Request,
     _: AdminAccess,
     log: DeliveryLogDep,
-    metadata: MetadataDep,
 ) -> DeliveryPublic:
-    if delivery(metadata.engine, delivery_id) is None:
+    if log.delivery(delivery_id) is None:
         raise not_found()
     if not log.requeue(delivery_id, to_us(request.app.state.clock())):
         raise HTTPException(http_status.HTTP_409_CONFLICT, "only a dead delivery can be requeued")
     wake = request.app.state.on_webhook_work
     if wake is not None:
         wake()
-    requeued = delivery(metadata.engine, delivery_id)
+    requeued = log.delivery(delivery_id)
     if requeued is None:  # removed in between
         raise not_found()
     return delivery_public(requeued)
