@@ -302,8 +302,8 @@ def remove_device(password_file: Path, acl_file: Path, device_id: str) -> bool:
         blocks.pop(device_id, None)
         # Password first: a crash between the writes leaves rules without a login, never a
         # login with stale rules.
-        _write_atomic(password_file, render_password_file(passwords))
-        _write_atomic(acl_file, render_acl_file(blocks))
+        write_atomic(password_file, render_password_file(passwords))
+        write_atomic(acl_file, render_acl_file(blocks))
     return True
 
 
@@ -336,8 +336,8 @@ def _set_account(
         passwords[username] = encoded
         # ACL first: a crash between the writes leaves rules without a login, never a login
         # without rules.
-        _write_atomic(acl_file, render_acl_file(blocks))
-        _write_atomic(password_file, render_password_file(passwords))
+        write_atomic(acl_file, render_acl_file(blocks))
+        write_atomic(password_file, render_password_file(passwords))
     return password
 
 
@@ -397,15 +397,15 @@ def _locked(password_file: Path) -> Iterator[None]:
             fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by a fully written, fsynced temporary file in the same directory."""
+def write_atomic(path: Path, text: str, mode: int = FILE_MODE) -> None:
+    """Replace ``path`` by a fully written, fsynced temporary file (``mode``) in its directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
-            os.fchmod(handle.fileno(), FILE_MODE)
+            os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import typer
 
 from crampwatch.commands._common import fail
-from ingest.broker_auth import BrokerAuthError, add_service_account, check_login
+from ingest.broker_auth import BrokerAuthError, add_service_account, check_login, write_atomic
 
 
 @dataclass(frozen=True)
@@ -175,17 +174,7 @@ def resolve_values(
 
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically, readable by the owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=0o600)
 
 
 def sync_broker_accounts(broker_dir: Path, values: Mapping[str, str]) -> list[str]:
