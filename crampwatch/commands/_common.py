@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -32,6 +33,14 @@ def settings_or_exit(config: Path | None) -> Settings:
         return load_settings(config)
     except SettingsError as exc:
         fail(str(exc))
+
+
+def configure_logging(settings: Settings) -> None:
+    """Console logging at the configured level, for the long-running commands."""
+    logging.basicConfig(
+        level=settings.general.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -12,7 +12,12 @@ from pathlib import Path
 
 import typer
 
-from crampwatch.commands._common import ConfigOption, fail, settings_or_exit
+from crampwatch.commands._common import (
+    ConfigOption,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
 from crampwatch.wiring import (  # re-exported for callers of this module
     WiringError,
     build_worker,
@@ -41,10 +46,7 @@ def register(app: typer.Typer) -> None:
             settings.general.data_dir = data_dir
         if worker_index is not None and not 0 <= worker_index < settings.ingest.worker_count:
             fail(f"--worker-index {worker_index} is not in 0..{settings.ingest.worker_count - 1}")
-        logging.basicConfig(
-            level=settings.general.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(settings)
         try:
             store = open_configured_store(settings)
             worker = build_worker(settings, store, worker_index=worker_index)

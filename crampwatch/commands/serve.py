@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +11,12 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from crampwatch.commands._common import ConfigOption, fail, settings_or_exit
+from crampwatch.commands._common import (
+    ConfigOption,
+    configure_logging,
+    fail,
+    settings_or_exit,
+)
 from crampwatch.service import Service, ServiceError
 from storage.metadata.db import MetadataDB
 from storage.metadata.records import Role
@@ -154,10 +158,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the service: ingest worker + detector + store + alerts + API (Ctrl-C stops)."""
         settings = settings_or_exit(config)
-        logging.basicConfig(
-            level=settings.general.log_level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        configure_logging(settings)
         if simulate and not ingest:
             fail("--simulate needs the ingest worker (drop --no-ingest)")
         service = Service(settings, run_ingest=ingest, run_api=api)
