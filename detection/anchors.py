@@ -1,6 +1,6 @@
 """Published EMG onset detectors run as yardsticks: NeuroKit2 and BioSPPy.
 
-Both are optional dependencies (``pip install -e '.[anchors]'``), imported only when an anchor
+Both are optional dependencies (in the ``test`` extra: ``pip install -e '.[test]'``), imported only when an anchor
 runs. To be fair to them, each works on blocks of the night (their thresholds are global to the
 signal they see, so a whole night would let one loud hour set the threshold for the rest),
 and their activity is turned into episodes by the same rule as ours: activations closer than
