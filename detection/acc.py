@@ -14,7 +14,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import signal
 
+from detection.blocks import PartAnchors
 from detection.filters import apply_sos, design_lowpass, steady_state
+from detection.validation import jitter_tolerance_us
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -78,11 +80,19 @@ class AccState:
         self.gravity_zi = steady_state(self.gravity_sos, first_g)
         self.activity_zi = np.zeros(1)
 
-    def push(self, samples_g: FloatArray) -> None:
-        """Append a contiguous chunk (n, 3) in g to the history."""
+    def push(self, samples_g: FloatArray, parts: PartAnchors | None = None) -> None:
+        """Append a contiguous chunk (n, 3) in g to the history.
+
+        ``parts``: when the chunk joins several pushed chunks, where each ends and the anchor
+        it brought (each sample is timed with the anchor of its own chunk).
+        """
         n = samples_g.shape[0]
-        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
-        times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
+        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.int64)
+        anchor: int | IntArray = self.anchor_us
+        if parts is not None:
+            anchor = parts.anchor_at(index)
+            self.anchor_us = int(parts.anchors[-1])
+        times = anchor + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
@@ -100,6 +110,16 @@ class AccState:
         self.dyn_g = np.concatenate([self.dyn_g, dyn])
         self.activity_g = np.concatenate([self.activity_g, np.asarray(activity, np.float64)])
         self.up = np.concatenate([self.up, up])
+
+    @property
+    def settled_us(self) -> int:
+        """Device time before which no later chunk can add samples, µs.
+
+        A contiguous chunk may start up to the jitter tolerance before :attr:`end_us` (its
+        samples are then timed that much earlier), so decisions that read the history wait
+        for this time, not for ``end_us``: they see the same samples however the chunks came.
+        """
+        return self.end_us - math.ceil(jitter_tolerance_us(self.rate_hz))
 
     def forget_before(self, t_us: int) -> None:
         """Drop history older than ``t_us``."""
@@ -157,15 +177,23 @@ class AccState:
         return None
 
     def bins(
-        self, edges_us: IntArray, upright_deg: float
+        self, start_us: IntArray, end_us: IntArray, upright_deg: float
     ) -> tuple[list[float | None], list[str | None]]:
-        """Mean dynamic acceleration (g) and last posture in each [edges[k], edges[k+1])."""
-        index = np.searchsorted(self.time_us, edges_us, side="left")
-        lo, hi = index[:-1], index[1:]
+        """Mean dynamic acceleration (g) and last posture in each [start_us[k], end_us[k]).
+
+        The intervals are the detector's seconds; where the device clock was followed they
+        may overlap or leave room between them by a few µs, so each has both ends.
+        """
+        lo = np.searchsorted(self.time_us, start_us, side="left")
+        hi = np.maximum(np.searchsorted(self.time_us, end_us, side="left"), lo)
         counts = hi - lo
-        padded = np.append(self.dyn_g, 0.0)  # reduceat needs every index < len
-        sums = np.add.reduceat(padded, np.append(lo, hi[-1:]))[:-1] if lo.size else np.zeros(0)
-        sums = np.where(counts > 0, sums, 0.0)
+        if lo.size:
+            # sums over [lo[k], hi[k]) at the even places; reduceat needs every index < len
+            padded = np.append(self.dyn_g, 0.0)
+            sums = np.add.reduceat(padded, np.column_stack([lo, hi]).ravel())[::2]
+            sums = np.where(counts > 0, sums, 0.0)
+        else:
+            sums = np.zeros(0)
         means = sums / np.maximum(counts, 1)
         count_list = counts.tolist()
         activity: list[float | None] = [

@@ -1,4 +1,5 @@
-"""The envelope grid handed from the EMG path to the state machine."""
+"""The envelope grid handed from the EMG path to the state machine, and the chunk anchors of
+joined pushes."""
 
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ class BlockBatch:
 
 
 FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
+
+
+@dataclass(frozen=True)
+class PartAnchors:
+    """Where the chunks joined into one ingested array end, and the anchor each brought.
+
+    A stream follows the device clock chunk by chunk (its anchor moves by each chunk's time
+    stamp error), so a block's time depends on the chunk that completed it. ``ends[k]`` is the
+    segment's sample count after chunk ``k``, ``anchors[k]`` the anchor once it arrived.
+    """
+
+    ends: IntArray
+    anchors: IntArray
+
+    def anchor_at(self, sample: IntArray) -> IntArray:
+        """Anchor in force when sample index ``sample`` (of the segment) arrived."""
+        part = np.searchsorted(self.ends, sample, side="right")
+        anchor: IntArray = self.anchors[np.minimum(part, self.anchors.shape[0] - 1)]
+        return anchor

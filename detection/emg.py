@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from detection.blocks import BlockBatch
+from detection.blocks import BlockBatch, PartAnchors
 from detection.config import DetectorConfig
 from detection.envelope import block_stats, smooth_mean_square
 from detection.filters import apply_sos, design_emg_filters, steady_state
@@ -134,8 +134,18 @@ class EmgStream:
         self.sec_bits = np.zeros(0, dtype=np.int64)
         self.sec_floor = np.zeros(0)
 
-    def ingest(self, x: FloatArray) -> tuple[BlockBatch | None, Seconds | None]:
+    def ingest(
+        self, x: FloatArray, parts: PartAnchors | None = None
+    ) -> tuple[BlockBatch | None, Seconds | None]:
         """Filter a contiguous chunk (n, channels) in µV into whole blocks and whole seconds.
+
+        Parameters
+        ----------
+        x : array, shape (n, channels)
+        parts : PartAnchors, optional
+            When ``x`` joins several pushed chunks: where each ends and the anchor it brought
+            (see :class:`PartAnchors`). Blocks and seconds then carry the times they would have
+            had with the chunks ingested one at a time.
 
         Returns
         -------
@@ -149,6 +159,8 @@ class EmgStream:
         band, self.bandpass_zi = apply_sos(self.bandpass_sos, xt, self.bandpass_zi)
         clean, self.notch_zi = apply_sos(self.notch_sos, band, self.notch_zi)
         self.n_samples += x.shape[0]
+        if parts is not None:
+            self.anchor_us = int(parts.anchors[-1])
         notched = clean is not band
         if self.rest_raw.shape[1]:  # samples left over from the last chunk come first
             raw = np.concatenate([self.rest_raw, xt], axis=1)
@@ -196,12 +208,13 @@ class EmgStream:
         settle = max(0, round(cfg.settle_s / cfg.block_s))
         valid = usable.any(axis=1) & (block_index >= settle)
         all_bits = np.bitwise_or.reduce(bits, axis=1)
-        floors, seconds = self._floors(env, valid, all_bits, block_index)
+        anchor: int | IntArray = self.anchor_us
+        if parts is not None:  # each block takes the anchor of the chunk holding its last sample
+            anchor = parts.anchor_at((block_index + 1) * b - 1)
+        floors, seconds = self._floors(env, valid, all_bits, block_index, anchor)
         ratio = np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
-        starts = self.anchor_us + np.round(block_index * (b * 1e6 / self.rate_hz)).astype(np.int64)
-        ends = self.anchor_us + np.round((block_index + 1) * (b * 1e6 / self.rate_hz)).astype(
-            np.int64
-        )
+        starts = anchor + np.round(block_index * (b * 1e6 / self.rate_hz)).astype(np.int64)
+        ends = anchor + np.round((block_index + 1) * (b * 1e6 / self.rate_hz)).astype(np.int64)
         self.n_blocks += n_blocks
         return BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits), seconds
 
@@ -211,6 +224,7 @@ class EmgStream:
         valid: BoolArray,
         bits: IntArray,
         block_index: IntArray,
+        anchor: int | IntArray,
     ) -> tuple[FloatArray, Seconds | None]:
         """Floor of each new block (the floor known when its second began), whole seconds."""
         cfg = self.config
@@ -253,10 +267,11 @@ class EmgStream:
         if n_complete:
             second_index = first_second + np.arange(n_complete)
             start_block = second_index * per_second
+            if isinstance(anchor, np.ndarray):  # a second takes the anchor of its last block
+                anchor = anchor[start_block + per_second - 1 - block_index[0]]
             seconds = Seconds(
-                start_us=self.anchor_us
-                + np.round(start_block * (b * 1e6 / self.rate_hz)).astype(np.int64),
-                end_us=self.anchor_us
+                start_us=anchor + np.round(start_block * (b * 1e6 / self.rate_hz)).astype(np.int64),
+                end_us=anchor
                 + np.round((start_block + per_second) * (b * 1e6 / self.rate_hz)).astype(np.int64),
                 bits=second_flags(sec_bits[:used], per_second),
                 env_uv=sec_env[:used].reshape(n_complete, per_second).mean(axis=1),

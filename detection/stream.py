@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.acc import AccState
-from detection.blocks import FIELDS, BlockBatch
+from detection.blocks import FIELDS, BlockBatch, PartAnchors
 from detection.config import (
     ACC_RATE_RANGE_HZ,
     EMG_RATE_RANGE_HZ,
@@ -221,6 +222,80 @@ class StreamDetector:
             acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
         return self._advance(final=False)
 
+    def push_emg_parts(
+        self, parts: Sequence[tuple[Any, int]], rate_hz: float
+    ) -> list[DetectorEvent]:
+        """Feed consecutive EMG chunks in one go.
+
+        The same as :meth:`push_emg` of each ``(samples_uv, start_us)`` in turn, with no
+        accelerometer chunk in between (same events, series and state), but the filters and
+        the envelope run once over the joined samples. Every chunk is checked before any is
+        used: a bad one raises what :meth:`push_emg` would and leaves the detector unchanged.
+        """
+        st = self._state
+        self._check_open()
+        arrays = [as_samples(samples, "EMG", None, MAX_EMG_UV) for samples, _ in parts]
+        if not arrays:
+            return []
+        rate = check_rate(rate_hz, "EMG", EMG_RATE_RANGE_HZ)
+        emg = st.emg
+        channels = arrays[0].shape[1] if emg is None else emg.channels
+        for x in arrays:
+            if x.shape[1] != channels or not 1 <= channels <= MAX_EMG_CHANNELS:
+                raise DetectorInputError(
+                    f"EMG needs 1-{MAX_EMG_CHANNELS} channels, the same in every chunk; got "
+                    f"{x.shape[1]} after {channels}"
+                )
+        if emg is not None and rate != emg.rate_hz:
+            raise DetectorRateError(
+                f"EMG rate changed from {emg.rate_hz:g} Hz to {rate:g} Hz mid-stream"
+            )
+        current = None if emg is None else (emg.anchor_us, emg.n_samples)
+        runs = _contiguous_runs(arrays, [s for _, s in parts], rate, current)
+        if emg is None:
+            emg = EmgStream.create(st.config, rate, channels, st.notch_hz)
+            st.emg = emg
+        for run in runs:
+            if run.new_segment:
+                if run.gap_from_us is not None:
+                    st.gaps.append((run.gap_from_us, run.start_us))
+                emg.start_segment(run.samples[0], run.start_us)
+            blocks, seconds = emg.ingest(run.samples, run.anchors)
+            if blocks is not None:
+                st.pending = BlockBatch.join(st.pending, blocks)
+            if seconds is not None:
+                st.seconds.append(seconds)
+        return self._advance(final=False)
+
+    def push_acc_parts(
+        self, parts: Sequence[tuple[Any, int]], rate_hz: float
+    ) -> list[DetectorEvent]:
+        """Feed consecutive accelerometer chunks in one go: the same as :meth:`push_acc` of
+        each ``(samples_g, start_us)`` in turn, checked first as :meth:`push_emg_parts` is."""
+        st = self._state
+        self._check_open()
+        arrays = [as_samples(samples, "ACC", 3, MAX_ACC_G) for samples, _ in parts]
+        if not arrays:
+            return []
+        rate = check_rate(rate_hz, "ACC", ACC_RATE_RANGE_HZ)
+        acc = st.acc
+        if acc is not None and rate != acc.rate_hz:
+            raise DetectorRateError(
+                f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
+            )
+        current = None if acc is None else (acc.anchor_us, acc.n_samples)
+        runs = _contiguous_runs(arrays, [s for _, s in parts], rate, current)
+        if acc is None:
+            acc = AccState.create(rate)
+            st.acc = acc
+        for run in runs:
+            if run.new_segment:
+                acc.start_segment(run.samples[0], run.start_us)
+            acc.push(run.samples, run.anchors)
+            if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
+                acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
+        return self._advance(final=False)
+
     def finish(self, end_us: int | None = None) -> list[DetectorEvent]:
         """End of data: decide everything pending and close open episodes and faults.
 
@@ -252,6 +327,19 @@ class StreamDetector:
                 st.no_acc_since_us = None
         st.finished = True
         return _ordered(events)
+
+    @property
+    def acc_wait_us(self) -> int:
+        """How far the EMG may run ahead of the accelerometer before blocks are decided
+        without it, µs (``DetectorConfig.acc_wait_s``)."""
+        return round(self._state.config.acc_wait_s * 1e6)
+
+    def stream_ends_us(self) -> tuple[int | None, int | None]:
+        """Device time just after the last EMG and the last accelerometer sample pushed, µs
+        (None for a stream not seen yet)."""
+        st = self._state
+        emg_end = None if st.emg is None else st.emg.sample_time_us(st.emg.n_samples)
+        return emg_end, None if st.acc is None else st.acc.end_us
 
     def pop_series(self) -> list[SeriesPoint]:
         """The 1 s summary points completed since the last call, oldest first."""
@@ -309,7 +397,7 @@ class StreamDetector:
         emg_end = int(ends[-1])
         count = int(np.searchsorted(ends, emg_end - round(cfg.acc_wait_s * 1e6), side="right"))
         if st.acc is not None:
-            covered = int(np.searchsorted(ends, st.acc.end_us, side="right"))
+            covered = int(np.searchsorted(ends, st.acc.settled_us, side="right"))
             count = max(count, covered)
         return count
 
@@ -328,7 +416,7 @@ class StreamDetector:
             events.extend(st.machine.run(head, acc, seen))
             covered = count
         else:
-            acc_end = acc.end_us if acc is not None else None
+            acc_end = acc.settled_us if acc is not None else None
             covered = 0 if acc_end is None else int(np.searchsorted(head.end_us, acc_end, "right"))
         if covered and not final:
             part = BlockBatch(*(getattr(head, n)[:covered] for n in FIELDS))
@@ -363,9 +451,8 @@ class StreamDetector:
             return []
         done = st.seconds.split(ready)
         events: list[DetectorEvent] = list(st.faults.step(done.start_us, done.end_us, done.bits))
-        edges = np.concatenate([done.start_us, done.end_us[-1:]])
         if st.acc is not None:
-            activity, posture = st.acc.bins(edges, st.config.upright_deg)
+            activity, posture = st.acc.bins(done.start_us, done.end_us, st.config.upright_deg)
         else:
             activity, posture = [None] * ready, [None] * ready
         starts, envs, floors = done.start_us.tolist(), done.env_uv.tolist(), done.floor_uv.tolist()
@@ -390,6 +477,70 @@ class StreamDetector:
         events.extend(st.faults.close_all(gap_start))
         events.append(QualityEvent(st.device_id, QualityFlag.GAP, gap_start, gap_end, gap_end))
         return events
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Chunks of one segment joined for one ``ingest``/``push`` call."""
+
+    samples: FloatArray
+    start_us: int  # of the first chunk
+    anchors: PartAnchors  # where each chunk ends (segment samples) and its anchor
+    new_segment: bool  # the run starts a segment (first data, or after a gap)
+    gap_from_us: int | None  # expected start when the run follows a gap
+
+
+def _contiguous_runs(
+    arrays: list[FloatArray],
+    starts: list[int],
+    rate: float,
+    current: tuple[int, int] | None,
+) -> list[_Run]:
+    """Split checked chunks into contiguous runs, following the device clock exactly as
+    chunk-by-chunk pushes do (``current``: the stream's anchor and sample count, if any).
+
+    Raises before anything changes: a bad start time, or time going backwards.
+    """
+    times = [check_time(s) for s in starts]
+    runs: list[_Run] = []
+    pieces: list[FloatArray] = []
+    ends: list[int] = []
+    anchors: list[int] = []
+    first = 0
+    new_segment, gap_from = current is None, None
+    anchor, count = (times[0], 0) if current is None else current
+    for k, (x, start) in enumerate(zip(arrays, times, strict=True)):
+        if not (k == 0 and current is None):
+            expected = anchor + round(count * 1e6 / rate)
+            if chunk_jump(start, expected, rate) > 0:
+                if pieces:
+                    runs.append(
+                        _join_run(pieces, times[first], ends, anchors, new_segment, gap_from)
+                    )
+                pieces, ends, anchors, first = [], [], [], k
+                new_segment, gap_from = True, expected
+                anchor, count = start, 0
+            else:
+                anchor += start - expected
+        count += x.shape[0]
+        pieces.append(x)
+        ends.append(count)
+        anchors.append(anchor)
+    runs.append(_join_run(pieces, times[first], ends, anchors, new_segment, gap_from))
+    return runs
+
+
+def _join_run(
+    pieces: list[FloatArray],
+    start_us: int,
+    ends: list[int],
+    anchors: list[int],
+    new_segment: bool,
+    gap_from_us: int | None,
+) -> _Run:
+    samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    marks = PartAnchors(np.asarray(ends, dtype=np.int64), np.asarray(anchors, dtype=np.int64))
+    return _Run(samples, start_us, marks, new_segment, gap_from_us)
 
 
 _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}

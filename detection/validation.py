@@ -64,9 +64,15 @@ def check_time(start_us: Any) -> int:
     return int(start_us)
 
 
+def jitter_tolerance_us(rate_hz: float) -> float:
+    """How far a chunk's time stamp may miss the end of the previous one and still be
+    contiguous, µs (two samples, at least 20 ms)."""
+    return max(2e6 / rate_hz, 20_000.0)
+
+
 def chunk_jump(start_us: int, expected_us: int, rate_hz: float) -> int:
     """+1 for a gap, 0 for contiguous (clock jitter allowed), error when time goes back."""
-    tolerance = max(2e6 / rate_hz, 20_000.0)
+    tolerance = jitter_tolerance_us(rate_hz)
     delta = start_us - expected_us
     if delta < -tolerance:
         raise DetectorTimeError(

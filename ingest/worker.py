@@ -37,6 +37,7 @@ from typing import Protocol, runtime_checkable
 from detection.errors import DetectorError
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
 from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
+from ingest.coalesce import plan_pushes
 from ingest.detectors import Detector, DetectorFactory, EventSink
 from ingest.health import HealthTracker
 from ingest.intake import BrokerConfig, Inbound, Intake, Rejected, owner_of
@@ -97,6 +98,7 @@ class _Device:
     removed: set[tuple[StreamKind, int]] = field(default_factory=set)
     dirty: bool = False
     pushed: list[Frame] = field(default_factory=list)  # into the detector, this batch, in order
+    queued: list[tuple[Frame, Inbound | None]] = field(default_factory=list)  # released, not pushed
     logged: int = 0  # frames in the committed replay log after the committed snapshot
     fresh: bool = False  # detector created since the last commit (it has no snapshot yet)
 
@@ -339,6 +341,9 @@ class IngestWorker:
             letter = self._offer(item)
             if letter is not None:
                 letters.append(letter)
+        for device_id, device in self._devices.items():
+            if device.queued:
+                letters.extend(self._push_released(device_id, device))
         if now - self._last_housekeeping_us >= HOUSEKEEPING_INTERVAL_US:
             self._housekeeping(now)
             self._last_housekeeping_us = now
@@ -383,44 +388,76 @@ class IngestWorker:
         frame = item.frame
         self._health_notes.append((device_id, frame.kind.label, frame.end_us, item.arrival_us))
         device.added[(frame.kind, frame.seq)] = (frame, item.topic.transport)
-        return self._apply(device_id, device, step, item)
+        self._apply(device, step, item)
+        return None
 
-    def _apply(
-        self, device_id: str, device: _Device, step: Step, item: Inbound | None
-    ) -> DeadLetter | None:
-        rejected: DeadLetter | None = None
+    def _apply(self, device: _Device, step: Step, item: Inbound | None) -> None:
+        """Queue the frames ``step`` released for the detector (pushed at the end of the batch,
+        see :meth:`_push_released`); ``item`` is the message whose frame was offered."""
         for frame in step.released:
             device.removed.add((frame.kind, frame.seq))
-            if device.detector is None:
-                device.detector = self.detectors.create(device_id)
-                device.fresh = True
             device.pushed.append(frame)
-            samples = frame.physical()
+            device.queued.append(
+                (frame, item if item is not None and item.frame is frame else None)
+            )
+
+    def _push_released(self, device_id: str, device: _Device) -> list[DeadLetter]:
+        """Push the device's queued frames into its detector, joined into few calls
+        (:mod:`ingest.coalesce`); dead letters for the offered frames the detector refuses."""
+        queued, device.queued = device.queued, []
+        if not queued:
+            return []
+        if device.detector is None:
+            device.detector = self.detectors.create(device_id)
+            device.fresh = True
+        detector = device.detector
+        letters: list[DeadLetter] = []
+        acc_end = detector.stream_ends_us()[1]
+        for push in plan_pushes(queued, acc_end, detector.acc_wait_us):
+            parts = [(frame.physical(), frame.start_us) for frame, _ in push.items]
             try:
-                if frame.kind is StreamKind.EMG:
-                    events = device.detector.push_emg(samples, frame.start_us, frame.rate_hz)
+                if push.kind is StreamKind.EMG:
+                    events = detector.push_emg_parts(parts, push.items[0][0].rate_hz)
                 else:
-                    events = device.detector.push_acc(samples, frame.start_us, frame.rate_hz)
-            except DetectorError as exc:
-                log.warning(
-                    "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
-                )
-                if item is not None and item.frame is frame:
-                    rejected = _letter(item, "detector_rejected", str(exc))
+                    events = detector.push_acc_parts(parts, push.items[0][0].rate_hz)
+            except DetectorError:  # nothing was used: one at a time finds the frames refused
+                for frame, item in push.items:
+                    letters.extend(self._push_one(device_id, device, frame, item))
                 continue
             device.events.extend(events)
-            self._batch["frames_released"] += 1
-        return rejected
+            self._batch["frames_released"] += len(push.items)
+        return letters
+
+    def _push_one(
+        self, device_id: str, device: _Device, frame: Frame, item: Inbound | None
+    ) -> list[DeadLetter]:
+        detector = device.detector
+        assert detector is not None
+        try:
+            if frame.kind is StreamKind.EMG:
+                events = detector.push_emg(frame.physical(), frame.start_us, frame.rate_hz)
+            else:
+                events = detector.push_acc(frame.physical(), frame.start_us, frame.rate_hz)
+        except DetectorError as exc:
+            log.warning(
+                "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
+            )
+            return [] if item is None else [_letter(item, "detector_rejected", str(exc))]
+        device.events.extend(events)
+        self._batch["frames_released"] += 1
+        return []
 
     def _housekeeping(self, now: int) -> None:
         """Release held frames of quiet devices; finish detectors of devices gone silent."""
         for device_id, device in self._devices.items():
             quiet_us = now - device.last_arrival_us
             if device.sequencer.pending_count() and quiet_us >= self.idle_flush_us:
-                self._apply(device_id, device, device.sequencer.flush(), None)
+                self._apply(device, device.sequencer.flush(), None)
+                self._push_released(device_id, device)
                 device.dirty = True
             if device.detector is not None and quiet_us >= self.finish_after_us:
-                self._apply(device_id, device, device.sequencer.flush(), None)
+                self._apply(device, device.sequencer.flush(), None)
+                self._push_released(device_id, device)
                 ends = [s.frontier_us for s in device.sequencer.streams.values() if s.frontier_us]
                 device.events.extend(device.detector.finish(max(ends) if ends else None))
                 device.dirty = True

@@ -62,7 +62,8 @@ def test_history_can_be_forgotten_and_binned() -> None:
     state.push(acc[:250])
     state.push(acc[250:])
     assert state.end_us == 11_000_000
-    activity, posture = state.bins(np.array([1_000_000, 2_000_000, 20_000_000, 21_000_000]), 35.0)
+    starts = np.array([1_000_000, 2_000_000, 20_000_000])
+    activity, posture = state.bins(starts, starts + 1_000_000, 35.0)
     assert activity[0] is not None and activity[0] < 0.02
     assert posture == ["supine", "supine", None]
     assert activity[2] is None

@@ -130,7 +130,16 @@ def test_kill_9_mid_night_then_restart_counts_every_frame_once(
         assert health["emg"].samples == len(rec.emg_uv)
         assert health["acc"].samples == len(rec.acc_g)
         assert health["emg"].gaps == health["acc"].gaps == 0
-        series = store.series(device, NIGHT_START_US, NIGHT_START_US + DURATION_S * 10**6, 20_000)
+        # the last second is decided once no later frame can add to it: when the worker
+        # finishes the quiet device (FINISH_AFTER_S)
+        night_end_us = NIGHT_START_US + DURATION_S * 10**6
+        wait_for(
+            lambda: len(store.series(device, NIGHT_START_US, night_end_us, 20_000))
+            >= len(reference.series),
+            30,
+            what="the night's series",
+        )
+        series = store.series(device, NIGHT_START_US, night_end_us, 20_000)
         assert len(series) == len(reference.series)
         duplicates = health["emg"].duplicates + health["acc"].duplicates
         proc.send_signal(signal.SIGTERM)
