@@ -134,8 +134,10 @@ def test_kill_9_mid_night_then_restart_counts_every_frame_once(
         # finishes the quiet device (FINISH_AFTER_S)
         night_end_us = NIGHT_START_US + DURATION_S * 10**6
         wait_for(
-            lambda: len(store.series(device, NIGHT_START_US, night_end_us, 20_000))
-            >= len(reference.series),
+            lambda: (
+                len(store.series(device, NIGHT_START_US, night_end_us, 20_000))
+                >= len(reference.series)
+            ),
             30,
             what="the night's series",
         )
