@@ -7,16 +7,43 @@ duplicated and out-of-order frames, clock drift and jumps) are applied exactly a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 
-from ingest.protocol import SampleType, StreamKind, encode_binary, encode_json, make_frame
+from ingest.protocol import (
+    MAX_FRAME_BYTES,
+    MAX_SAMPLES_PER_FRAME,
+    SampleType,
+    StreamKind,
+    encode_binary,
+    encode_json,
+    make_frame,
+)
 from simulator.labels import NightLabels
 from simulator.recording import Recording
 
-DEFAULT_FRAME_S: Final = 1.0
+DEFAULT_FRAME_S: Final = 1.0  # live: a frame leaves once its last sample is taken
+SYNC_FRAME_S: Final = 30.0  # end-of-night upload: large frames, as far as the protocol allows
+_HEADROOM_BYTES: Final = 4096  # header, CRC and JSON keys
+_JSON_VALUE_BYTES: Final = 24  # widest float32 value as JSON text, with its separator
+
+
+def largest_frame_s(rec: Recording, *, json: bool = False) -> float:
+    """Longest frame (s, to 10 ms) that every stream of ``rec`` can send within the protocol's
+    sample and byte limits, as float32 samples (binary) or JSON numbers."""
+    value_bytes = _JSON_VALUE_BYTES if json else 4
+    streams = [(rec.emg_rate_hz, rec.emg_uv.shape[1] if rec.emg_uv.ndim == 2 else 1)]
+    if rec.acc_g is not None and rec.acc_rate_hz is not None:
+        streams.append((rec.acc_rate_hz, 3))
+    longest = math.inf
+    for rate_hz, channels in streams:
+        by_bytes = (MAX_FRAME_BYTES - _HEADROOM_BYTES) // (value_bytes * channels)
+        samples = min(MAX_SAMPLES_PER_FRAME, by_bytes)
+        longest = min(longest, math.floor(samples / rate_hz * 100) / 100)
+    return longest
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,14 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.protocol import StreamKind, Transport, topic_for
-from simulator.frames import DEFAULT_FRAME_S, PlannedFrame, frame_payload, plan_frames
+from simulator.frames import (
+    DEFAULT_FRAME_S,
+    SYNC_FRAME_S,
+    PlannedFrame,
+    frame_payload,
+    largest_frame_s,
+    plan_frames,
+)
 from simulator.labels import NightLabels
 from simulator.recording import Recording
 
@@ -102,8 +109,9 @@ class PublishOptions:
         End-of-night bulk sync on the ``sync/`` topics (sent as fast as possible).
     json : bool
         JSON frames instead of binary.
-    frame_s : float
-        Frame length, seconds.
+    frame_s : float or None
+        Frame length, seconds; None: 1 s live, and for a sync the longest frame up to 30 s
+        that the protocol's limits allow (a 8 h night is then about 2,000 frames, not 57,600).
     frame_faults : bool
         Apply the labels' frame faults.
     connections : int or None
@@ -119,7 +127,7 @@ class PublishOptions:
     speed: float | None = 1.0
     sync: bool = False
     json: bool = False
-    frame_s: float = DEFAULT_FRAME_S
+    frame_s: float | None = None
     frame_faults: bool = True
     connections: int | None = None
     max_in_flight: int = 100
@@ -129,7 +137,7 @@ class PublishOptions:
     def __post_init__(self) -> None:
         if self.speed is not None and not self.speed > 0:
             raise ValueError(f"speed must be positive or None (max), got {self.speed}")
-        if not 0.05 <= self.frame_s <= 60:
+        if self.frame_s is not None and not 0.05 <= self.frame_s <= 60:
             raise ValueError(f"frame_s must be 0.05-60 s, got {self.frame_s}")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -274,7 +282,7 @@ def publish_nights(
                 n.labels,
                 n.recording.emg_uv.shape[0],
                 0 if n.recording.acc_g is None else n.recording.acc_g.shape[0],
-                frame_s=options.frame_s,
+                frame_s=_frame_s(options, n.recording),
                 faults=options.frame_faults,
             )
             for n in nights
@@ -321,6 +329,15 @@ def publish_nights(
         reconnects=final.reconnects,
         stopped=stop.is_set() or sent < total,
     )
+
+
+def _frame_s(options: PublishOptions, rec: Recording) -> float:
+    """Frame length for one device: as asked, or the default of the transport."""
+    if options.frame_s is not None:
+        return options.frame_s
+    if not options.sync:
+        return DEFAULT_FRAME_S
+    return min(SYNC_FRAME_S, largest_frame_s(rec, json=options.json))
 
 
 def _merged(plans: list[list[PlannedFrame]]) -> Iterator[tuple[int, PlannedFrame]]:

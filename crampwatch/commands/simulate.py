@@ -95,6 +95,13 @@ def register(app: typer.Typer) -> None:
         ),
         sync: bool = typer.Option(False, "--sync", help="End-of-night bulk sync topics."),
         json_frames: bool = typer.Option(False, "--json", help="JSON frames, not binary."),
+        frame_s: float | None = typer.Option(
+            None,
+            "--frame-s",
+            min=0.05,
+            max=60.0,
+            help="Frame length, s (default 1 live; for --sync the longest up to 30 s).",
+        ),
         scenario: str | None = typer.Option(
             None, "--scenario", help=f"Fix the scenario: {', '.join(SCENARIOS)}."
         ),
@@ -129,7 +136,11 @@ def register(app: typer.Typer) -> None:
         settings = settings_or_exit(config)
         out = out or settings.data_dir / "simulated"
         options = PublishOptions(
-            speed=_speed(speed), sync=sync, json=json_frames, frame_faults=not no_frame_faults
+            speed=_speed(speed),
+            sync=sync,
+            json=json_frames,
+            frame_s=frame_s,
+            frame_faults=not no_frame_faults,
         )
         bar = _Bar("publishing")
         current = [-1]
@@ -178,6 +189,13 @@ def register(app: typer.Typer) -> None:
         ),
         sync: bool = typer.Option(False, "--sync", help="End-of-night bulk sync topics."),
         json_frames: bool = typer.Option(False, "--json", help="JSON frames, not binary."),
+        frame_s: float | None = typer.Option(
+            None,
+            "--frame-s",
+            min=0.05,
+            max=60.0,
+            help="Frame length, s (default 1 live; for --sync the longest up to 30 s).",
+        ),
         labels_path: Path | None = typer.Option(
             None, "--labels", help="Labels JSON whose frame faults to apply (default: none)."
         ),
@@ -203,7 +221,7 @@ def register(app: typer.Typer) -> None:
             report = publish_nights(
                 [DeviceNight(rec, labels)],
                 _broker(broker, settings),
-                PublishOptions(speed=_speed(speed), sync=sync, json=json_frames),
+                PublishOptions(speed=_speed(speed), sync=sync, json=json_frames, frame_s=frame_s),
                 progress=bar.update,
             )
         except (PublishError, ValueError) as exc:

@@ -92,9 +92,18 @@ def test_replay_of_a_csv_in_sync_mode(mosquitto: Mosquitto, tmp_path: Path) -> N
             ["replay", str(path), "--broker", mosquitto.url, "--sync", "--device", "csv-1"],
         )
         assert result.exit_code == 0, result.output
-        wait_for(lambda: sink.count() >= 24, 10)
+        wait_for(lambda: sink.count() >= 2, 10)  # an upload sends one 12 s frame per stream
     assert {r.topic.transport for r in sink.received} == {Transport.SYNC}
+    assert sink.count() == 2
     assert sum(r.frame.n_samples for r in sink.received if r.topic.kind is StreamKind.ACC) == 300
+    with FrameSink(mosquitto.port) as sink:
+        args = ["replay", str(path), "--broker", mosquitto.url, "--sync", "--frame-s", "2"]
+        result = runner.invoke(build_app(), [*args, "--device", "csv-2"])
+        assert result.exit_code == 0, result.output
+        wait_for(lambda: sink.count() >= 12, 10)
+    assert sorted({r.frame.n_samples for r in sink.received}) == [50, 2000]
+    bad = runner.invoke(build_app(), [*args[:-1], "90"])
+    assert bad.exit_code == 2 and "--frame-s" in bad.output
 
 
 def test_replay_of_a_bad_file_fails_with_one_line(tmp_path: Path) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ingest.protocol import StreamKind
-from simulator.frames import plan_frames
+from ingest.protocol import MAX_FRAME_BYTES, StreamKind, decode
+from simulator.frames import PlannedFrame, frame_payload, largest_frame_s, plan_frames
 from simulator.labels import LabelledFault, NightLabels
+from simulator.recording import Recording
 
 
 def labels_with(faults: tuple[LabelledFault, ...], duration_s: float = 20.0) -> NightLabels:
@@ -104,3 +106,31 @@ def test_any_frame_faults_act_exactly_where_labelled(
         ranks = sorted(range(len(sent)), key=lambda i: (sent[i].seq, i))
         assert all(abs(rank - i) <= 1 for rank, i in enumerate(ranks))
     assert [p.due_s for p in plan] == sorted(p.due_s for p in plan)
+
+
+@pytest.mark.parametrize(
+    ("rate_hz", "channels", "json", "expected_s"),
+    [
+        (1000.0, 1, False, 65.53),
+        (4000.0, 1, False, 16.38),
+        (2000.0, 8, False, 16.32),
+        (1000.0, 1, True, 43.52),
+        (4000.0, 8, True, 1.36),
+    ],
+)
+def test_largest_frame_fits_the_protocol(
+    rate_hz: float, channels: int, json: bool, expected_s: float
+) -> None:
+    rng = np.random.default_rng(0)
+    n = round(rate_hz * 70)
+    # worst case for JSON: values whose float32 text is as long as it gets
+    emg = -rng.uniform(1000.0, 9999.0, (n, channels)) * (1 + 1e-7)
+    rec = Recording(emg, rate_hz, rng.normal(0, 1, (70 * 50, 3)), 50.0)
+    frame_s = largest_frame_s(rec, json=json)
+    assert frame_s == pytest.approx(expected_s, abs=0.01)
+    per_frame = round(rate_hz * frame_s)
+    for kind, count in ((StreamKind.EMG, per_frame), (StreamKind.ACC, round(50 * frame_s))):
+        planned = PlannedFrame(kind, 0, 0, count, 0, 0.0, frame_s)
+        payload = frame_payload(rec, planned, json=json)
+        assert len(payload) <= MAX_FRAME_BYTES
+        assert decode(payload).n_samples == count

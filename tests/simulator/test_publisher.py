@@ -35,19 +35,22 @@ def device_night(seed: int, scenario: str, duration_s: float, device_id: str) ->
     return DeviceNight(sim.recording, sim.labels)
 
 
-def plan_of(night: DeviceNight, faults: bool = True) -> list[PlannedFrame]:
+def plan_of(night: DeviceNight, faults: bool = True, frame_s: float = 1.0) -> list[PlannedFrame]:
     acc = night.recording.acc_g
     return plan_frames(
         night.labels,
         night.recording.emg_uv.shape[0],
         0 if acc is None else acc.shape[0],
         faults=faults,
+        frame_s=frame_s,
     )
 
 
-def assert_delivered_as_planned(night: DeviceNight, got: dict, faults: bool = True) -> None:
+def assert_delivered_as_planned(
+    night: DeviceNight, got: dict, faults: bool = True, frame_s: float = 1.0
+) -> None:
     """Every stream's frames arrived in plan order with the recording's samples."""
-    plan = plan_of(night, faults)
+    plan = plan_of(night, faults, frame_s)
     for kind in (StreamKind.EMG, StreamKind.ACC):
         planned = [p for p in plan if p.kind is kind]
         received: list[Received] = got[(night.device_id, kind)]
@@ -131,7 +134,9 @@ def test_sync_mode_sends_json_frames_on_sync_topics(mosquitto: Mosquitto) -> Non
         wait_for(lambda: sink.count() >= report.frames_sent, 10)
     got = sink.by_stream()
     assert {r.topic.transport for items in got.values() for r in items} == {Transport.SYNC}
-    assert_delivered_as_planned(night, got)
+    # an upload sends 30 s frames (JSON fits: at most 1 MiB a frame)
+    assert max(r.frame.n_samples for r in got[("sync-1", StreamKind.EMG)]) == 30_000
+    assert_delivered_as_planned(night, got, frame_s=30.0)
 
 
 @pytest.mark.integration
