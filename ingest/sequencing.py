@@ -2,9 +2,12 @@
 
 Pure: frames and integer times in, ordered frames and notes out; no I/O and no clocks (the
 caller passes arrival times). One :class:`DeviceSequencer` holds both streams (EMG, ACC) of a
-device and releases their frames in one canonical device-time order, sorted by
-``(start_us, kind)``, whatever order they arrived in and whichever transport carried them. So
-the same night gives the same detector input streamed live, synced in bulk, or both.
+device and releases their frames in one canonical device-time order, sorted by the end of
+their data, the accelerometer first on ties, whatever order they arrived in and whichever
+transport carried them. So the same night gives the same detector input streamed live, synced
+in bulk, or both; and the EMG never runs ahead of the accelerometer by more than one
+accelerometer frame (the detector decides EMG without the accelerometer once it has run
+``acc_wait`` ahead: a 30 s sync frame ordered by its start would do that).
 
 Rules (per stream; a stream's sequence numbers are shared by live and sync transports):
 
@@ -32,6 +35,7 @@ from typing import Any
 from ingest.protocol import Frame, StreamKind, Transport
 
 MAX_GAP_RECORDS = 256
+_TIE_ORDER = {StreamKind.ACC: 0, StreamKind.EMG: 1}  # frames ending together: ACC first
 
 
 class Outcome(StrEnum):
@@ -198,7 +202,7 @@ class DeviceSequencer:
                     heads[kind] = head
             if not heads:
                 break
-            kind = min(heads, key=lambda k: (heads[k].start_us, int(k)))
+            kind = min(heads, key=lambda k: (heads[k].end_us, _TIE_ORDER[k]))
             frame = heads[kind]
             if not (force or self._others_caught_up(kind, frame, heads)):
                 break
@@ -259,9 +263,7 @@ class DeviceSequencer:
                 continue
             state = self.streams.get(other)
             frontier = None if state is None else state.frontier_us
-            if frontier is not None and (
-                frontier > frame.start_us or (frontier == frame.start_us and kind < other)
-            ):
+            if frontier is not None and frontier >= frame.end_us:
                 continue
             if len(self.streams[kind].pending) > self.max_pending:
                 continue

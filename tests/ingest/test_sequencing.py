@@ -28,7 +28,9 @@ def night(seconds: int) -> list[Frame]:
 
 
 def canonical(frames: list[Frame]) -> list[tuple[int, int]]:
-    return sorted((f.start_us, int(f.kind)) for f in frames)
+    """By the end of their data, the accelerometer first on ties."""
+    ordered = sorted(frames, key=lambda f: (f.end_us, f.kind is StreamKind.EMG))
+    return [(f.start_us, int(f.kind)) for f in ordered]
 
 
 def keys(frames: list[Frame]) -> list[tuple[int, int]]:
@@ -50,7 +52,7 @@ def test_in_order_live_frames_are_released_at_once_in_device_time_order() -> Non
     frames = night(20)
     seq = sequencer()
     released = feed(seq, frames, LIVE)
-    assert keys(released) == keys(frames)
+    assert keys(released) == canonical(frames)  # each EMG second waits for its ACC second
     assert seq.pending_count() == 0
 
 
@@ -123,11 +125,23 @@ def test_live_then_overlapping_sync_releases_every_frame_once_in_order(
     assert keys(released) == canonical(frames)
 
 
-def test_acc_waits_for_emg_of_the_same_second_so_live_and_sync_push_alike() -> None:
+def test_emg_waits_for_acc_of_the_same_second_so_live_and_sync_push_alike() -> None:
     seq = sequencer(window_s=5.0)
-    assert seq.offer(acc(0), LIVE, T0).released == ()
-    released = seq.offer(emg(0), LIVE, T0).released
-    assert keys(list(released)) == [(T0, 1), (T0, 2)]
+    assert seq.offer(emg(0), LIVE, T0).released == ()
+    released = seq.offer(acc(0), LIVE, T0).released
+    assert keys(list(released)) == [(T0, 2), (T0, 1)]
+
+
+def test_a_long_sync_frame_waits_for_the_accelerometer_frames_it_spans() -> None:
+    """Frames of other lengths: released by the end of their data, so the EMG never runs
+    ahead of the accelerometer by more than one accelerometer frame."""
+    seq = sequencer()
+    long_emg = make_frame(StreamKind.EMG, 500, T0, 0, np.zeros((5000, 1), np.float32))  # 10 s
+    assert seq.offer(long_emg, SYNC, T0).released == ()
+    released = feed(seq, [acc(i) for i in range(12)], SYNC)
+    order = [(f.kind, f.seq) for f in released]
+    assert order[:10] == [(StreamKind.ACC, i) for i in range(10)]
+    assert order[10] == (StreamKind.EMG, 0)
 
 
 def test_an_emg_only_device_is_not_held_longer_than_the_window() -> None:
@@ -165,5 +179,5 @@ def test_restored_positions_recognise_redelivered_frames_and_keep_held_ones() ->
     assert restored.offer(frames[12], LIVE, T0).outcome is Outcome.DUPLICATE
     released = feed(restored, frames[10:12] + frames[13:], LIVE)
     released += list(restored.flush().released)
-    assert keys(released) == keys(frames[10:])
+    assert keys(released) == canonical(frames[10:])
     assert restored.streams[StreamKind.EMG].counters.frames == 10
