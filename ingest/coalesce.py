@@ -22,6 +22,9 @@ from ingest.protocol import Frame, StreamKind
 T = TypeVar("T")
 
 SAFETY_MARGIN_US = 500_000  # covers block rounding and the detector's jitter allowance
+# A round spans at most this much device time: its accelerometer goes in ahead of its EMG, and
+# the detector keeps only an hour of accelerometer history ahead of its decisions.
+MAX_ROUND_US = 600_000_000
 
 
 @dataclass
@@ -63,15 +66,19 @@ def plan_pushes(
     emg_run: Push[T] = Push(StreamKind.EMG)
     acc_closed = False  # an EMG frame of this round ran too far ahead: no ACC may pass it
     acc_end = acc_end_us
+    round_start: int | None = None
 
     def close_round() -> None:
-        nonlocal acc_run, emg_run, acc_closed
+        nonlocal acc_run, emg_run, acc_closed, round_start
         for run in (acc_run, emg_run):
             if run.items:
                 pushes.append(run)
         acc_run, emg_run, acc_closed = Push(StreamKind.ACC), Push(StreamKind.EMG), False
+        round_start = None
 
     for frame, tag in released:
+        if round_start is not None and frame.end_us - round_start > MAX_ROUND_US:
+            close_round()
         if frame.kind is StreamKind.ACC:
             if acc_closed or (acc_run.items and not _joins(acc_run.items[-1][0], frame)):
                 close_round()
@@ -83,6 +90,8 @@ def plan_pushes(
             emg_run.items.append((frame, tag))
             if acc_end is None or frame.end_us - acc_end >= limit:
                 acc_closed = True
+        if round_start is None:
+            round_start = frame.start_us
     close_round()
     return pushes
 

@@ -14,6 +14,7 @@ from detection import StreamDetector
 from detection.events import DetectorEvent, QualityEvent, QualityFlag
 from ingest.coalesce import plan_pushes
 from ingest.protocol import Frame, StreamKind, make_frame
+from tests.detection import synth
 from tests.detection.test_stream import ACC_RATE, EMG_RATE, T0_US, busy_night
 
 
@@ -124,3 +125,23 @@ def test_frames_at_another_rate_are_not_joined() -> None:
     c = make_frame(StreamKind.EMG, 500.0, T0_US + 2_000_000, 2, rng.normal(0, 5, 500))
     pushes = plan_pushes([(a, 0), (b, 1), (c, 2)], None, 5_000_000)
     assert [[n for _, n in p.items] for p in pushes] == [[0, 1], [2]]
+
+
+def test_a_backlog_of_hours_in_one_batch_gives_the_one_at_a_time_results() -> None:
+    """A morning upload of 30 s frames in one batch: the accelerometer goes ahead of the EMG
+    round by round, never so far that the detector's hour of accelerometer history runs out."""
+    rng = np.random.default_rng(4)
+    hours_s = 2.2 * 3600
+    emg = synth.rest(rng, hours_s, 500.0)
+    acc = synth.accelerometer(rng, hours_s, 12.5)
+    for onset_s in (1800.0, 5400.0):  # turning over
+        acc = synth.turn_over(rng, acc, 12.5, onset_s, synth.LEFT_UP)
+    frames: list[Frame] = []
+    for kind, x, rate in ((StreamKind.EMG, emg, 500.0), (StreamKind.ACC, acc, 12.5)):
+        step = round(30 * rate)
+        for seq, lo in enumerate(range(0, x.shape[0], step)):
+            frames.append(
+                make_frame(kind, rate, T0_US + round(lo / rate * 1e6), seq, x[lo : lo + step])
+            )
+    frames.sort(key=lambda f: (f.end_us, f.kind is StreamKind.EMG))  # the sequencer's order
+    assert run(frames, [len(frames)]) == run(frames, None)
