@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from bench.common import parser, percentile, table, write_result
-from bench.pipeline import pipeline, rss_peak_mb, wait_drained, wait_episodes_closed
+from bench.pipeline import (
+    child_publisher,
+    pipeline,
+    rss_peak_mb,
+    wait_drained,
+    wait_episodes_closed,
+)
 
 NAME = "e2e"
 EMG_RATE_HZ = 1000.0
@@ -64,10 +70,16 @@ def stored_vs_labelled(store: Any, nights: list[Any]) -> dict[str, Any]:
 
 
 def run_case(
-    backend: str, nights: list[Any], workdir: Path, timeout_s: float = 600.0
+    backend: str,
+    nights: list[Any],
+    workdir: Path,
+    timeout_s: float = 600.0,
+    *,
+    seed: int,
+    duration_s: float,
 ) -> dict[str, Any]:
-    """Publish every night at max speed through one worker on ``backend``."""
-    from simulator.publisher import PublishOptions, publish_nights
+    """Publish every night at max speed, from a process of its own, through one worker."""
+    from simulator.publisher import PublishOptions
 
     frames = samples = 0
     for night in nights:
@@ -76,17 +88,23 @@ def run_case(
         frames += int(np.ceil(rec.acc_g.shape[0] / rec.acc_rate_hz))
         samples += rec.emg_uv.size + rec.acc_g.size
     rss_before = rss_peak_mb()
-    with pipeline(workdir, backend) as p:  # type: ignore[arg-type]
+    options = PublishOptions(speed=None, frame_faults=False)
+    with (
+        pipeline(workdir, backend) as p,  # type: ignore[arg-type]
+        child_publisher(len(nights), duration_s, seed, p.broker_url, options) as publisher,
+    ):
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
-        report = publish_nights(
-            nights, p.broker_url, PublishOptions(speed=None, frame_faults=False)
-        )
+        publisher.go()
+        report = publisher.report(timeout_s)
         drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=timeout_s)
         elapsed_s = time.perf_counter() - t0
+        cpu_s = time.process_time() - cpu0
         # Detectors finish (open episodes close) finish_after_s after a device's last frame.
         wait_episodes_closed(p.worker, 60)
         p.timer.wait_quiet(quiet_s=1.0, timeout_s=15.0)  # the last alerts are in flight
         stats = p.worker.stats()
+        gaps = sum(h.gaps for h in p.worker.health_snapshot())
         found = stored_vs_labelled(p.store, nights)
         latencies = p.timer.latencies_ms()
     frames_done = stats.frames_released
@@ -101,6 +119,7 @@ def run_case(
         "drain_after_publish_s": drained_s,
         "frames_per_s": frames_done / elapsed_s,
         "samples_per_s": samples / elapsed_s,
+        "worker_cpu_s": cpu_s,  # the worker's process (worker, alert sink, alert timer)
         "live_wearers": samples / elapsed_s / WEARER_SAMPLES_PER_S,
         "episodes": found,
         "alerts_timed": len(latencies),
@@ -109,6 +128,10 @@ def run_case(
         "rss_peak_mb": rss_peak_mb(),
         "rss_growth_mb": rss_peak_mb() - rss_before,
         "dead_letters": stats.dead_letters,
+        # frames dropped because their stream had moved past them: at --speed max the 5 s
+        # reorder window is 40 ms of wall time, which broker delivery order can exceed
+        "late_frames": stats.late,
+        "gaps_declared": gaps,
     }
 
 
@@ -155,7 +178,16 @@ def main(argv: list[str] | None = None) -> int:
     cases = []
     for backend in args.backends:
         with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
-            cases.append(run_case(backend, nights, Path(tmp), args.timeout))
+            cases.append(
+                run_case(
+                    backend,
+                    nights,
+                    Path(tmp),
+                    args.timeout,
+                    seed=args.seed,
+                    duration_s=minutes * 60,
+                )
+            )
     print(render(cases))
     payload = {"minutes_per_device": minutes, "cases": cases}
     print(f"wrote {write_result(args.out, NAME, payload, quick=args.quick)}")

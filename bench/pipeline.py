@@ -198,20 +198,84 @@ def wait_episodes_closed(worker: Any, timeout_s: float) -> None:
 
 
 def wait_drained(worker: Any, frames: int, timeout_s: float) -> float:
-    """Block until the worker has acknowledged ``frames`` messages and pushed them all into
-    detectors (acknowledged frames may still be held for reordering); wall time it took, s."""
+    """Block until the worker has acknowledged ``frames`` messages and accounted for each:
+    pushed into a detector, or dropped as a duplicate or as late (its stream had declared a gap
+    and moved past it). Acknowledged frames may still be held for reordering. Wall time, s."""
     t0 = time.perf_counter()
     deadline = t0 + timeout_s
     while time.perf_counter() < deadline:
         if worker.failure is not None:
             raise RuntimeError(f"worker failed: {worker.failure!r}")
         stats = worker.stats()
-        if stats.acked >= frames and stats.frames_released >= frames:
+        accounted = stats.frames_released + stats.late + stats.duplicates
+        if stats.acked >= frames and accounted >= frames:
             return time.perf_counter() - t0
         time.sleep(0.02)
     stats = worker.stats()
     raise TimeoutError(
         f"worker acked {stats.acked} and released {stats.frames_released} of {frames} frames "
+        f"(late {stats.late}, duplicates {stats.duplicates}) "
         f"in {timeout_s} s (received {stats.received}, queued {stats.queued}, store retries "
         f"{stats.store_retries}, unstorable {stats.unstorable}, batches {stats.batches})"
     )
+
+
+@dataclass
+class ChildPublisher:
+    """The simulator in a process of its own, as wearables are: it builds its nights first
+    (not timed), then publishes when :meth:`go` is called; :meth:`report` waits for the end."""
+
+    process: Any
+    conn: Any
+
+    def go(self) -> None:
+        self.conn.send("go")
+
+    def report(self, timeout_s: float) -> Any:
+        if not self.conn.poll(timeout_s):
+            raise TimeoutError(f"publisher still running after {timeout_s} s")
+        result = self.conn.recv()
+        self.process.join(10)
+        if isinstance(result, BaseException):
+            raise RuntimeError(f"publisher failed: {result!r}")
+        return result
+
+
+@contextlib.contextmanager
+def child_publisher(
+    devices: int, duration_s: float, seed: int, broker_url: str, options: Any
+) -> Iterator[ChildPublisher]:
+    """Start the publisher process and wait until its nights are built."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads running
+    parent, child = ctx.Pipe()
+    process = ctx.Process(
+        target=_publish_child,
+        args=(child, devices, duration_s, seed, broker_url, options),
+        name="bench-publisher",
+    )
+    process.start()
+    try:
+        if not parent.poll(300) or parent.recv() != "ready":
+            raise RuntimeError("publisher process did not get ready")
+        yield ChildPublisher(process, parent)
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join(10)
+
+
+def _publish_child(
+    conn: Any, devices: int, duration_s: float, seed: int, broker_url: str, options: Any
+) -> None:
+    from bench.bench_e2e import device_nights
+    from simulator.publisher import publish_nights
+
+    nights = device_nights(devices, duration_s, seed)
+    conn.send("ready")
+    conn.recv()
+    try:
+        conn.send(publish_nights(nights, broker_url, options))
+    except Exception as exc:  # reported to the parent, which raises it
+        conn.send(exc)

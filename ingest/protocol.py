@@ -32,6 +32,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from functools import cached_property
 from typing import Any, Final
 
 import numpy as np
@@ -159,7 +160,7 @@ class Frame:
     def n_samples(self) -> int:
         return int(self.samples.shape[0])
 
-    @property
+    @cached_property  # asked for many times per frame while sequencing
     def end_us(self) -> int:
         """Device-clock time just after the last sample, µs."""
         return self.start_us + round(self.n_samples * 1e6 / self.rate_hz)
