@@ -61,7 +61,13 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         return rows
     if name == "sync":
         return [
-            ("sync", f"{doc['hours']:g} h night -> stored episodes", f"{doc['median_s']:.1f} s")
+            (
+                "sync",
+                f"{doc['hours']:g} h night -> stored episodes, "
+                + ("sync frames" if c["frame_s"] is None else f"{c['frame_s']:g} s frames"),
+                f"{c['median_s']:.1f} s",
+            )
+            for c in doc["cases"]
         ]
     if name == "api" and "p50_ms" in doc:
         return [
