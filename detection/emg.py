@@ -6,6 +6,7 @@ seconds (``Seconds``); every value depends only on the samples, never on the chu
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -186,42 +187,60 @@ class EmgStream:
         smoothed, self.smooth_carry = smooth_mean_square(stats.ms_uv2, self.smooth_carry)
         env_ch = np.sqrt(smoothed)
         usable = (bits & UNUSABLE) == 0
-        masked = np.where(usable, env_ch, -1.0)
-        best = np.argmax(masked, axis=1)
-        rows = np.arange(n_blocks)
-        env = np.maximum(masked[rows, best], 0.0)
-        crossings = stats.crossings[rows, best].astype(np.float64)
-        zcr = crossings * self.rate_hz / max(b - 1, 1)
-        block_index = np.arange(self.n_blocks, self.n_blocks + n_blocks)
+        n0 = self.n_blocks
         settle = max(0, round(cfg.settle_s / cfg.block_s))
-        valid = usable.any(axis=1) & (block_index >= settle)
-        all_bits = np.bitwise_or.reduce(bits, axis=1)
-        floors, seconds = self._floors(env, valid, all_bits, block_index)
-        ratio = np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
-        starts = self.anchor_us + np.round(block_index * (b * 1e6 / self.rate_hz)).astype(np.int64)
-        ends = self.anchor_us + np.round((block_index + 1) * (b * 1e6 / self.rate_hz)).astype(
-            np.int64
-        )
+        if self.channels == 1:  # nothing to choose between: skip the per-channel reductions
+            usable_any, all_bits = usable[:, 0], bits[:, 0]
+            env = np.where(usable_any, env_ch[:, 0], 0.0)
+            crossings = stats.crossings[:, 0].astype(np.float64)
+        else:
+            masked = np.where(usable, env_ch, -1.0)
+            best = np.argmax(masked, axis=1)
+            rows = np.arange(n_blocks)
+            env = np.maximum(masked[rows, best], 0.0)
+            crossings = stats.crossings[rows, best].astype(np.float64)
+            usable_any = usable.any(axis=1)
+            all_bits = np.bitwise_or.reduce(bits, axis=1)
+        zcr = crossings * self.rate_hz / max(b - 1, 1)
+        valid = usable_any
+        if n0 < settle:
+            valid = usable_any & (np.arange(n0, n0 + n_blocks) >= settle)
+        floors, floors_known, seconds = self._floors(env, valid, all_bits, n0)
+        if floors_known:
+            ratio = np.where(valid, env / floors, 0.0)
+        else:
+            ratio = np.where(
+                valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0
+            )
+        edges = self.anchor_us + np.round(
+            np.arange(n0, n0 + n_blocks + 1) * (b * 1e6 / self.rate_hz)
+        ).astype(np.int64)
         self.n_blocks += n_blocks
-        return BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits), seconds
+        return BlockBatch(edges[:-1], edges[1:], env, floors, ratio, zcr, all_bits), seconds
 
     def _floors(
         self,
         env: FloatArray,
         valid: BoolArray,
         bits: IntArray,
-        block_index: IntArray,
-    ) -> tuple[FloatArray, Seconds | None]:
-        """Floor of each new block (the floor known when its second began), whole seconds."""
+        first_block: int,
+    ) -> tuple[FloatArray, bool, Seconds | None]:
+        """Floor of each new block (the floor known when its second began), whether all of
+        those floors are known (not NaN), and the whole seconds.
+
+        ``first_block`` is the segment index of the first new block.
+        """
         cfg = self.config
         per_second = max(1, round(1.0 / cfg.block_s))
-        b = self.block_len
-        sec_env = np.concatenate([self.sec_env, env])
-        sec_valid = np.concatenate([self.sec_valid, valid])
-        sec_bits = np.concatenate([self.sec_bits, bits])
+        carried = self.sec_env.shape[0]
+        if carried:
+            sec_env = np.concatenate([self.sec_env, env])
+            sec_valid = np.concatenate([self.sec_valid, valid])
+            sec_bits = np.concatenate([self.sec_bits, bits])
+        else:  # the chunk starts on a second boundary: nothing to prepend
+            sec_env, sec_valid, sec_bits = env, valid, bits
         # floor of each new block: the floor after the seconds completed before its second
-        first_second = (block_index[0] - self.sec_env.shape[0]) // per_second
-        second_of_block = block_index // per_second - first_second
+        first_second = (first_block - carried) // per_second
         n_complete = sec_env.shape[0] // per_second
         used = n_complete * per_second
         floors_seq = [self.floor_uv]
@@ -232,36 +251,55 @@ class EmgStream:
             )
             # a second enters the floor window one second late, and not at all when the next
             # one is invalid: the decaying filter transient before a flat line is no floor
-            held = np.concatenate([[self.held_median_uv], medians])
-            entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
-            self.held_median_uv = float(held[-1])
+            held = [self.held_median_uv, *medians.tolist()]
+            entering = [
+                math.nan if math.isnan(now) else before for before, now in itertools.pairwise(held)
+            ]
+            self.held_median_uv = held[-1]
             if self.floor_ordered is None:
                 self.floor_ordered = sorted_valid(self.floor_window)
             after, self.floor_window = update_floor(
                 self.floor_window,
-                entering,
+                np.array(entering, dtype=np.float64),
                 cfg.floor_quantile,
                 cfg.floor_min_uv,
                 self.floor_ordered,
             )
-            for value in after:
-                floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])
+            for value in after.tolist():
+                floors_seq.append(value if not math.isnan(value) else floors_seq[-1])
             self.floor_uv = floors_seq[-1]
-        block_floor: FloatArray = np.asarray(floors_seq, dtype=np.float64)[second_of_block]
+        # new blocks per second they fall in (the first of them falls in second 0)
+        n_new = env.shape[0]
+        counts = []
+        index, stop = first_block, first_block + n_new
+        while index < stop:
+            boundary = min((index // per_second + 1) * per_second, stop)
+            counts.append(boundary - index)
+            index = boundary
+        floors_used = floors_seq[: len(counts)]
+        block_floor: FloatArray = np.repeat(np.array(floors_used, dtype=np.float64), counts)
+        floors_known = not any(math.isnan(value) for value in floors_used)
         seconds: Seconds | None = None
-        sec_floor = np.concatenate([self.sec_floor, block_floor])
+        sec_floor = np.concatenate([self.sec_floor, block_floor]) if carried else block_floor
         if n_complete:
-            second_index = first_second + np.arange(n_complete)
-            start_block = second_index * per_second
+            step_us = self.block_len * 1e6 / self.rate_hz
+            start_block = first_second * per_second
+            bounds = [
+                self.anchor_us + round((start_block + k * per_second) * step_us)
+                for k in range(n_complete + 1)
+            ]
+            # both means from one reduction (each second still summed on its own)
+            stacked = np.empty((2, n_complete, per_second))
+            stacked[0] = sec_env[:used].reshape(n_complete, per_second)
+            stacked[1] = sec_floor[:used].reshape(n_complete, per_second)
+            means = np.add.reduce(stacked, axis=2) / per_second
             seconds = Seconds(
-                start_us=self.anchor_us
-                + np.round(start_block * (b * 1e6 / self.rate_hz)).astype(np.int64),
-                end_us=self.anchor_us
-                + np.round((start_block + per_second) * (b * 1e6 / self.rate_hz)).astype(np.int64),
+                start_us=np.array(bounds[:-1], dtype=np.int64),
+                end_us=np.array(bounds[1:], dtype=np.int64),
                 bits=second_flags(sec_bits[:used], per_second),
-                env_uv=sec_env[:used].reshape(n_complete, per_second).mean(axis=1),
-                floor_uv=sec_floor[:used].reshape(n_complete, per_second).mean(axis=1),
+                env_uv=means[0],
+                floor_uv=means[1],
             )
         self.sec_env, self.sec_valid = sec_env[used:], sec_valid[used:]
         self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
-        return block_floor, seconds if n_complete else None
+        return block_floor, floors_known, seconds

@@ -69,28 +69,30 @@ def block_flags(
     """
     rms = np.sqrt(stats.ms_uv2)
     live = stats.raw_max_uv > stats.raw_min_uv
-    extreme = np.maximum(stats.at_max, stats.at_min).astype(np.float64) / block_len
-    railed = live & (extreme >= rail_fraction)  # sitting on one rail, not swinging between
+    extreme = np.maximum(stats.at_max, stats.at_min)
+    railed = extreme / block_len >= rail_fraction  # sitting on one rail, not swinging between
+    swinging = live & ~railed
     clip_min = max(4.0, clip_fraction * block_len)
-    clipped = live & ~railed & ((stats.at_max >= clip_min) | (stats.at_min >= clip_min))
-    flat = live & ~railed & (rms < flat_uv)
-    flags = np.where(~live | railed, LEAD_OFF, 0)
-    flags |= np.where(flat, FLAT, 0)
-    flags |= np.where(clipped, CLIP, 0)
+    # flags are disjoint bits, so adding them sets each one
+    flags: IntArray = ~swinging * LEAD_OFF
+    flags += (swinging & (rms < flat_uv)) * FLAT
+    flags += (swinging & (extreme >= clip_min)) * CLIP
     if notch:
         removed = 1.0 - stats.ms_uv2 / np.maximum(stats.ms_band_uv2, 1e-30)
-        flags |= np.where(live & (removed >= mains_fraction), MAINS, 0)
+        flags += (live & (removed >= mains_fraction)) * MAINS
     previous = np.concatenate([prev_mean_uv[None, :], stats.raw_mean_uv[:-1]])
     swing = np.abs(stats.raw_mean_uv - previous)
-    swing = np.where(np.isnan(swing), 0.0, swing)
+    # NaN (no previous block at a segment start) compares False: no artifact
     artifact = live & (swing > artifact_ratio * np.maximum(rms, floor_min_uv))
-    flags |= np.where(artifact, ARTIFACT, 0)
-    return flags.astype(np.int64)
+    flags += artifact * ARTIFACT
+    return flags
 
 
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
     """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
     grid = block_bits.reshape(-1, per_second)
+    if not grid.any():  # the usual case: nothing flagged
+        return np.zeros(grid.shape[0], dtype=np.int64)
     # blocks carrying each bit, per second: shape (n_seconds, len(SECOND_SHARE))
     counts = ((grid[:, :, None] & _SHARE_BITS) != 0).sum(axis=1)
     flagged = counts >= _SHARE_MIN * per_second
