@@ -7,20 +7,21 @@ gravity estimate is the "up" vector in sensor axes.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal
 
-from detection.filters import apply_sos, design_lowpass, steady_state
+from detection.filters import apply_sos, design_lowpass, exponential_smooth, steady_state
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
 GRAVITY_CUTOFF_HZ = 0.5  # below body movement (> 1 Hz), above posture changes (Mathie 2004)
 ACTIVITY_TAU_S = 0.25  # smoothing of |dynamic acceleration| for the movement rule
+_FIRST = np.zeros(1, dtype=np.intp)  # reduceat index of a single segment
 
 
 def posture_name(up: FloatArray, upright_deg: float) -> str:
@@ -88,17 +89,14 @@ class AccState:
         )
         gravity = gravity_t.T
         dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
-        b = np.array([self.activity_alpha])
-        a = np.array([1.0, self.activity_alpha - 1.0])
-        activity, zf = signal.lfilter(b, a, dyn, zi=self.activity_zi)
-        self.activity_zi = np.asarray(zf, dtype=np.float64)
+        activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
         norm = np.sqrt(np.square(gravity).sum(axis=1))
         up = gravity / np.maximum(norm, 1e-9)[:, None]
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
         self.time_us = np.concatenate([self.time_us, times])
         self.dyn_g = np.concatenate([self.dyn_g, dyn])
-        self.activity_g = np.concatenate([self.activity_g, np.asarray(activity, np.float64)])
+        self.activity_g = np.concatenate([self.activity_g, activity])
         self.up = np.concatenate([self.up, up])
 
     def forget_before(self, t_us: int) -> None:
@@ -160,23 +158,20 @@ class AccState:
         self, edges_us: IntArray, upright_deg: float
     ) -> tuple[list[float | None], list[str | None]]:
         """Mean dynamic acceleration (g) and last posture in each [edges[k], edges[k+1])."""
-        index = np.searchsorted(self.time_us, edges_us, side="left")
-        lo, hi = index[:-1], index[1:]
-        counts = hi - lo
-        padded = np.append(self.dyn_g, 0.0)  # reduceat needs every index < len
-        sums = np.add.reduceat(padded, np.append(lo, hi[-1:]))[:-1] if lo.size else np.zeros(0)
-        sums = np.where(counts > 0, sums, 0.0)
-        means = sums / np.maximum(counts, 1)
-        count_list = counts.tolist()
-        activity: list[float | None] = [
-            m if c > 0 else None for m, c in zip(means.tolist(), count_list, strict=True)
-        ]
-        # plain floats: indexing NumPy rows one at a time costs more than the rule itself
-        last_up = self.up[np.maximum(hi - 1, 0)].tolist() if self.up.shape[0] else []
+        bounds = self.time_us.searchsorted(edges_us, side="left").tolist()
         cos_upright = math.cos(math.radians(upright_deg))
-        posture: list[str | None] = [
-            _posture(u[0], u[1], u[2], cos_upright) if c > 0 else None
-            for u, c in zip(last_up, count_list, strict=False)
-        ]
-        posture.extend([None] * (len(count_list) - len(posture)))
+        activity: list[float | None] = []
+        posture: list[str | None] = []
+        # bin by bin in plain Python: a chunk completes about one bin, and indexing NumPy rows
+        # one at a time costs more than the rule itself
+        for lo, hi in itertools.pairwise(bounds):
+            if hi <= lo:
+                activity.append(None)
+                posture.append(None)
+                continue
+            # reduceat, as always: sum() may group the additions differently
+            total = float(np.add.reduceat(self.dyn_g[lo:hi], _FIRST)[0])
+            activity.append(total / (hi - lo))
+            x, y, z = self.up[hi - 1].tolist()
+            posture.append(_posture(x, y, z, cos_upright))
         return activity, posture

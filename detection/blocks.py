@@ -43,8 +43,21 @@ class BlockBatch:
 
     def tail(self, count: int) -> BlockBatch:
         """The last ``count`` blocks."""
+        if count >= self.size:
+            return self
         start = max(0, self.size - count)
         return BlockBatch(*(getattr(self, name)[start:] for name in FIELDS))
+
+    def split(self, count: int) -> tuple[BlockBatch, BlockBatch]:
+        """The first ``count`` blocks and the rest (no copies when either side is empty)."""
+        if count >= self.size:
+            return self, _EMPTY
+        if count <= 0:
+            return _EMPTY, self
+        return (
+            BlockBatch(*(getattr(self, name)[:count] for name in FIELDS)),
+            BlockBatch(*(getattr(self, name)[count:] for name in FIELDS)),
+        )
 
     @staticmethod
     def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
@@ -66,3 +79,4 @@ class BlockBatch:
 
 
 FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
+_EMPTY = BlockBatch.empty()

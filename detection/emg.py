@@ -25,6 +25,10 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
+_NO_TIMES: IntArray = np.zeros(0, dtype=np.int64)
+_NO_VALUES: FloatArray = np.zeros(0)
+
+
 @dataclass
 class Seconds:
     """Completed seconds waiting for the decided time to pass them (all shape (n,))."""
@@ -36,11 +40,20 @@ class Seconds:
     floor_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def append(self, other: Seconds) -> None:
+        if self.start_us.shape[0] == 0:  # usually every earlier second is already decided
+            self.start_us, self.end_us, self.bits = other.start_us, other.end_us, other.bits
+            self.env_uv, self.floor_uv = other.env_uv, other.floor_uv
+            return
         for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
             setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
     def split(self, count: int) -> Seconds:
         """Remove and return the first ``count`` seconds."""
+        if count >= self.start_us.shape[0]:  # all of them: hand the arrays over
+            head = Seconds(self.start_us, self.end_us, self.bits, self.env_uv, self.floor_uv)
+            self.start_us, self.end_us, self.bits = _NO_TIMES, _NO_TIMES, _NO_TIMES
+            self.env_uv, self.floor_uv = _NO_VALUES, _NO_VALUES
+            return head
         head = Seconds()
         for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
             values = getattr(self, name)

@@ -12,6 +12,7 @@ movement series, WASM 2016) a new burst must outlast 10 s before it can be a cra
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 
@@ -103,64 +104,72 @@ class EpisodeMachine:
     def run(self, batch: BlockBatch, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
         """Advance over ``batch``; ``acc`` holds the accelerometer history (None: no ACC)."""
         cfg = self.config
-        joined = BlockBatch.join(self.history, batch)
+        keep = round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
         first = self.history.size
+        candidates = (np.flatnonzero(batch.ratio >= cfg.on_ratio) + first).tolist()
+        if self.burst is None and self.closing is None and not candidates:
+            # nothing starts, lasts or closes in this batch: only the history moves on
+            self.history = BlockBatch.join(self.history.tail(keep - batch.size), batch).tail(keep)
+            return []
+        joined = BlockBatch.join(self.history, batch)
         events: list[DetectorEvent] = []
         ratio = joined.ratio
-        onset_mask = ratio >= cfg.on_ratio
-        candidates = np.flatnonzero(onset_mask[first:]) + first
+        # the new blocks as Python scalars: the loop reads them one at a time
+        ratios, env_uv, zcr_hz = batch.ratio.tolist(), batch.env_uv.tolist(), batch.zcr_hz.tolist()
+        starts, ends, bits = batch.start_us.tolist(), batch.end_us.tolist(), batch.bits.tolist()
         hold = max(1, round(cfg.off_hold_s / cfg.block_s))
         index = first
         count = joined.size
         while index < count:
             if self.burst is None:
-                nxt = int(np.searchsorted(candidates, index))
-                found = nxt < candidates.size
+                nxt = bisect.bisect_left(candidates, index)
+                found = nxt < len(candidates)
                 if self.closing is not None:
-                    stop = int(candidates[nxt]) if found else count
+                    stop = candidates[nxt] if found else count
                     if stop > index:
                         gap = ratio[index:stop]
                         self.closing.low_n += int(gap.shape[0])
                         self.closing.low_above += int(np.count_nonzero(gap >= cfg.back_ratio))
-                    next_us = int(joined.start_us[candidates[nxt]]) if found else None
+                    next_us = starts[candidates[nxt] - first] if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
-                            index = int(candidates[nxt])
+                            index = candidates[nxt]
                         else:
                             events.extend(self._close(acc, acc_seen))
-                    elif next_us is not None or int(joined.end_us[-1]) >= self.closing_until_us:
+                    elif next_us is not None or ends[-1] >= self.closing_until_us:
                         events.extend(self._close(acc, acc_seen))
                 if self.burst is None:
                     if not found:
                         break
-                    index = int(candidates[nxt])
+                    index = candidates[nxt]
                     self._begin(joined, index)
             burst = self.burst
             assert burst is not None
-            r = float(ratio[index])
+            k = index - first
+            r = ratios[k]
             burst.recent_ratio += RECENT_ALPHA * (r - burst.recent_ratio)
             if r >= burst.off_ratio:
                 if burst.low_run >= DIP_BLOCKS and not burst.decided:
-                    burst.rise_us = int(joined.start_us[index])  # rises again after a dip
+                    burst.rise_us = starts[k]  # rises again after a dip
                 burst.low_run = 0
                 burst.n_high += 1
-                burst.last_high_end_us = int(joined.end_us[index])
+                burst.last_high_end_us = ends[k]
                 burst.sum_ratio += r
                 burst.peak_ratio = max(burst.peak_ratio, r)
-                env = float(joined.env_uv[index])
+                env = env_uv[k]
                 burst.sum_env_uv += env
                 burst.peak_env_uv = max(burst.peak_env_uv, env)
-                burst.sum_zcr_hz += float(joined.zcr_hz[index])
-                burst.bits |= int(joined.bits[index])
+                burst.sum_zcr_hz += zcr_hz[k]
+                burst.bits |= bits[k]
             else:
                 if burst.low_run == 0:
-                    burst.low_start_us = int(joined.start_us[index])
+                    burst.low_start_us = starts[k]
                     burst.low_n, burst.low_above = 0, 0
                 burst.low_n += 1
                 burst.low_above += int(r >= cfg.back_ratio)
                 burst.low_run += 1
             burst.n_blocks += 1
-            now_us = int(joined.end_us[index])
+            now_us = ends[k]
             if burst.low_run >= hold:
                 if burst.confirmed_us is not None:
                     # a confirmed cramp may resume within merge_s (irregular EMG dips)
@@ -191,7 +200,6 @@ class EpisodeMachine:
                 episode = self._episode(burst, None, now_us, acc_seen, ())
                 events.append(EpisodeEvent(EventKind.UPDATED, episode, now_us))
             index += 1
-        keep = round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
         self.history = joined.tail(keep)
         return events
 

@@ -115,9 +115,9 @@ class FaultTracker:
         Events carry the end of the second that decided them as ``at_us``.
         """
         events: list[QualityEvent] = []
-        active = np.flatnonzero(bits)
-        if active.size == 0 and not self.open_since_us:
+        if not self.open_since_us and not bits.any():
             return events
+        active = np.flatnonzero(bits)
         index, count = 0, times_us.shape[0]
         while index < count:
             value = int(bits[index])
