@@ -71,6 +71,16 @@ class BlockBatch:
         )
 
     @staticmethod
+    def concat(parts: tuple[BlockBatch, ...]) -> BlockBatch:
+        """Concatenate several batches (empty ones are skipped)."""
+        nonempty = [part for part in parts if part.size]
+        if len(nonempty) <= 1:
+            return nonempty[0] if nonempty else BlockBatch.empty()
+        return BlockBatch(
+            *(np.concatenate([getattr(part, n) for part in nonempty]) for n in FIELDS)
+        )
+
+    @staticmethod
     def empty() -> BlockBatch:
         """No blocks."""
         ints = np.zeros(0, dtype=np.int64)

@@ -98,42 +98,50 @@ class EpisodeMachine:
     last_mean_ratio: float = 0.0
     closing: Burst | None = None
     closing_until_us: int = 0
+    # Batches run since ``history`` was last brought up to date. The history only matters when
+    # a burst begins, so most batches are just queued here instead of concatenated; snapshots
+    # fold them in (the pickled state is the same as if they had been).
+    recent: tuple[BlockBatch, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled state with ``recent`` folded into ``history``."""
+        state = dict(self.__dict__)
+        state["history"] = self._current_history()
+        state.pop("recent", None)
+        return state
 
     # ------------------------------------------------------------------ public
 
     def run(self, batch: BlockBatch, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
         """Advance over ``batch``; ``acc`` holds the accelerometer history (None: no ACC)."""
         cfg = self.config
-        keep = round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
-        first = self.history.size
-        candidates = (np.flatnonzero(batch.ratio >= cfg.on_ratio) + first).tolist()
+        candidates = np.flatnonzero(batch.ratio >= cfg.on_ratio).tolist()
         if self.burst is None and self.closing is None and not candidates:
-            # nothing starts, lasts or closes in this batch: only the history moves on
-            self.history = BlockBatch.join(self.history.tail(keep - batch.size), batch).tail(keep)
+            self._remember(batch)  # nothing starts, lasts or closes in this batch
             return []
-        joined = BlockBatch.join(self.history, batch)
         events: list[DetectorEvent] = []
-        ratio = joined.ratio
+        joined: BlockBatch | None = None  # history + batch, built when a burst begins
+        first = 0
         # the new blocks as Python scalars: the loop reads them one at a time
         ratios, env_uv, zcr_hz = batch.ratio.tolist(), batch.env_uv.tolist(), batch.zcr_hz.tolist()
         starts, ends, bits = batch.start_us.tolist(), batch.end_us.tolist(), batch.bits.tolist()
         hold = max(1, round(cfg.off_hold_s / cfg.block_s))
-        index = first
-        count = joined.size
-        while index < count:
+        k = 0  # index into the batch
+        count = batch.size
+        while k < count:
             if self.burst is None:
-                nxt = bisect.bisect_left(candidates, index)
+                nxt = bisect.bisect_left(candidates, k)
                 found = nxt < len(candidates)
                 if self.closing is not None:
                     stop = candidates[nxt] if found else count
-                    if stop > index:
-                        gap = ratio[index:stop]
+                    if stop > k:
+                        gap = batch.ratio[k:stop]
                         self.closing.low_n += int(gap.shape[0])
                         self.closing.low_above += int(np.count_nonzero(gap >= cfg.back_ratio))
-                    next_us = starts[candidates[nxt] - first] if found else None
+                    next_us = starts[candidates[nxt]] if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
-                            index = candidates[nxt]
+                            k = candidates[nxt]
                         else:
                             events.extend(self._close(acc, acc_seen))
                     elif next_us is not None or ends[-1] >= self.closing_until_us:
@@ -141,11 +149,13 @@ class EpisodeMachine:
                 if self.burst is None:
                     if not found:
                         break
-                    index = candidates[nxt]
-                    self._begin(joined, index)
+                    k = candidates[nxt]
+                    if joined is None:
+                        history = self._current_history()
+                        joined, first = BlockBatch.join(history, batch), history.size
+                    self._begin(joined, first + k)
             burst = self.burst
             assert burst is not None
-            k = index - first
             r = ratios[k]
             burst.recent_ratio += RECENT_ALPHA * (r - burst.recent_ratio)
             if r >= burst.off_ratio:
@@ -179,7 +189,7 @@ class EpisodeMachine:
                 else:
                     self.burst = None
                     events.extend(self._end(burst, burst.low_start_us, now_us, acc, acc_seen, ()))
-                index += 1
+                k += 1
                 continue
             if not burst.decided:
                 event = self._decide(burst, now_us, acc, acc_seen)
@@ -194,14 +204,38 @@ class EpisodeMachine:
                 if up_us is not None:  # the wearer got up: the cramp is over
                     self.burst = None
                     events.extend(self._end(burst, up_us, now_us, acc, acc_seen, ()))
-                    index += 1
+                    k += 1
                     continue
                 self._track_movement(burst, acc, now_us)
                 episode = self._episode(burst, None, now_us, acc_seen, ())
                 events.append(EpisodeEvent(EventKind.UPDATED, episode, now_us))
-            index += 1
-        self.history = joined.tail(keep)
+            k += 1
+        self._remember(batch)
         return events
+
+    def _keep(self) -> int:
+        """Blocks of history a burst's onset search and baseline can reach back to."""
+        cfg = self.config
+        return round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
+
+    def _remember(self, batch: BlockBatch) -> None:
+        """Queue ``batch`` behind the history, dropping what the history can no longer reach."""
+        keep = self._keep()
+        parts = (*self.recent, batch)
+        total = sum(part.size for part in parts)
+        while total - parts[0].size >= keep:
+            total -= parts[0].size
+            parts = parts[1:]
+        if total >= keep and self.history.size:
+            self.history = BlockBatch.empty()
+        self.recent = parts
+
+    def _current_history(self) -> BlockBatch:
+        """The last ``_keep()`` blocks run, folding the queued batches in."""
+        if self.recent:
+            self.history = BlockBatch.concat((self.history, *self.recent)).tail(self._keep())
+            self.recent = ()
+        return self.history
 
     def resolve_pending(
         self, acc: AccState | None, horizon_us: int, *, final: bool
@@ -251,6 +285,7 @@ class EpisodeMachine:
                 offset_us = min(end_us, burst.low_start_us)
             events.extend(self._end(burst, offset_us, end_us, acc, acc_seen, flags))
         self.history = BlockBatch.empty()
+        self.recent = ()
         return events
 
     def earliest_needed_us(self) -> int | None:
