@@ -83,7 +83,7 @@ class AccState:
         """Append a contiguous chunk (n, 3) in g to the history."""
         n = samples_g.shape[0]
         index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
-        times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
+        times = self.anchor_us + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )

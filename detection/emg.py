@@ -225,7 +225,7 @@ class EmgStream:
             ratio = np.where(
                 valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0
             )
-        edges = self.anchor_us + np.round(
+        edges = self.anchor_us + np.rint(
             np.arange(n0, n0 + n_blocks + 1) * (b * 1e6 / self.rate_hz)
         ).astype(np.int64)
         self.n_blocks += n_blocks
@@ -290,7 +290,11 @@ class EmgStream:
             counts.append(boundary - index)
             index = boundary
         floors_used = floors_seq[: len(counts)]
-        block_floor: FloatArray = np.repeat(np.array(floors_used, dtype=np.float64), counts)
+        block_floor: FloatArray
+        if len(counts) == 1:  # the usual case: all in one second
+            block_floor = np.full(n_new, floors_used[0])
+        else:
+            block_floor = np.repeat(np.array(floors_used, dtype=np.float64), counts)
         floors_known = not any(math.isnan(value) for value in floors_used)
         seconds: Seconds | None = None
         sec_floor = np.concatenate([self.sec_floor, block_floor]) if carried else block_floor

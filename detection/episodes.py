@@ -98,16 +98,19 @@ class EpisodeMachine:
     last_mean_ratio: float = 0.0
     closing: Burst | None = None
     closing_until_us: int = 0
-    # Batches run since ``history`` was last brought up to date. The history only matters when
-    # a burst begins, so most batches are just queued here instead of concatenated; snapshots
-    # fold them in (the pickled state is the same as if they had been).
+    # Batches run since ``history`` was last brought up to date, and their block count. The
+    # history is only read when a burst begins, so batches are queued here and concatenated
+    # once they add up to a whole history; snapshots fold them in first (the pickled state is
+    # the same as if they had been concatenated one by one).
     recent: tuple[BlockBatch, ...] = field(default=(), init=False, repr=False, compare=False)
+    recent_blocks: int = field(default=0, init=False, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled state with ``recent`` folded into ``history``."""
+        """Pickled state with the queued batches folded into ``history``."""
         state = dict(self.__dict__)
         state["history"] = self._current_history()
         state.pop("recent", None)
+        state.pop("recent_blocks", None)
         return state
 
     # ------------------------------------------------------------------ public
@@ -115,7 +118,7 @@ class EpisodeMachine:
     def run(self, batch: BlockBatch, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
         """Advance over ``batch``; ``acc`` holds the accelerometer history (None: no ACC)."""
         cfg = self.config
-        candidates = np.flatnonzero(batch.ratio >= cfg.on_ratio).tolist()
+        candidates = (batch.ratio >= cfg.on_ratio).nonzero()[0].tolist()
         if self.burst is None and self.closing is None and not candidates:
             self._remember(batch)  # nothing starts, lasts or closes in this batch
             return []
@@ -219,22 +222,17 @@ class EpisodeMachine:
         return round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
 
     def _remember(self, batch: BlockBatch) -> None:
-        """Queue ``batch`` behind the history, dropping what the history can no longer reach."""
-        keep = self._keep()
-        parts = (*self.recent, batch)
-        total = sum(part.size for part in parts)
-        while total - parts[0].size >= keep:
-            total -= parts[0].size
-            parts = parts[1:]
-        if total >= keep and self.history.size:
-            self.history = BlockBatch.empty()
-        self.recent = parts
+        """Append ``batch`` to the history (queued until the queue fills a history)."""
+        self.recent = (*self.recent, batch)
+        self.recent_blocks += batch.size
+        if self.recent_blocks >= self._keep():
+            self._current_history()
 
     def _current_history(self) -> BlockBatch:
         """The last ``_keep()`` blocks run, folding the queued batches in."""
         if self.recent:
             self.history = BlockBatch.concat((self.history, *self.recent)).tail(self._keep())
-            self.recent = ()
+            self.recent, self.recent_blocks = (), 0
         return self.history
 
     def resolve_pending(
@@ -285,7 +283,7 @@ class EpisodeMachine:
                 offset_us = min(end_us, burst.low_start_us)
             events.extend(self._end(burst, offset_us, end_us, acc, acc_seen, flags))
         self.history = BlockBatch.empty()
-        self.recent = ()
+        self.recent, self.recent_blocks = (), 0
         return events
 
     def earliest_needed_us(self) -> int | None:

@@ -8,7 +8,9 @@ cramp).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +27,7 @@ CLIP = 4
 MAINS = 8
 ARTIFACT = 16
 UNUSABLE = LEAD_OFF | FLAT | ARTIFACT
+assert (LEAD_OFF, FLAT, CLIP, MAINS, ARTIFACT) == (1, 2, 4, 8, 16)  # block_flags packs them
 
 FLAG_BITS: tuple[tuple[int, QualityFlag], ...] = (
     (LEAD_OFF, QualityFlag.LEAD_OFF),
@@ -70,22 +73,42 @@ def block_flags(
     rms = np.sqrt(stats.ms_uv2)
     live = stats.raw_max_uv > stats.raw_min_uv
     extreme = np.maximum(stats.at_max, stats.at_min)
-    railed = extreme / block_len >= rail_fraction  # sitting on one rail, not swinging between
-    swinging = live & ~railed
-    clip_min = max(4.0, clip_fraction * block_len)
-    # flags are disjoint bits, so adding them sets each one
-    flags: IntArray = ~swinging * LEAD_OFF
-    flags += (swinging & (rms < flat_uv)) * FLAT
-    flags += (swinging & (extreme >= clip_min)) * CLIP
-    if notch:
+    rail_count, clip_count = _count_thresholds(block_len, rail_fraction, clip_fraction)
+    swinging = live & (extreme < rail_count)  # not sitting on one rail
+    # one boolean plane per flag, packed into the bits in one call: plane k is bit 2**k
+    planes = np.empty((5, *live.shape), dtype=bool)
+    np.logical_not(swinging, out=planes[0])  # LEAD_OFF: no signal, or stuck on a rail
+    np.less(rms, flat_uv, out=planes[1])  # FLAT
+    planes[1] &= swinging
+    np.greater_equal(extreme, clip_count, out=planes[2])  # CLIP
+    planes[2] &= swinging
+    if notch:  # MAINS
         removed = 1.0 - stats.ms_uv2 / np.maximum(stats.ms_band_uv2, 1e-30)
-        flags += (live & (removed >= mains_fraction)) * MAINS
+        np.greater_equal(removed, mains_fraction, out=planes[3])
+        planes[3] &= live
+    else:
+        planes[3] = False
     previous = np.concatenate([prev_mean_uv[None, :], stats.raw_mean_uv[:-1]])
     swing = np.abs(stats.raw_mean_uv - previous)
-    # NaN (no previous block at a segment start) compares False: no artifact
-    artifact = live & (swing > artifact_ratio * np.maximum(rms, floor_min_uv))
-    flags += artifact * ARTIFACT
+    # ARTIFACT; a NaN swing (no previous block at a segment start) compares False
+    np.greater(swing, artifact_ratio * np.maximum(rms, floor_min_uv), out=planes[4])
+    planes[4] &= live
+    flags: IntArray = np.packbits(planes, axis=0, bitorder="little")[0].astype(np.int64)
     return flags
+
+
+@lru_cache(maxsize=64)
+def _count_thresholds(
+    block_len: int, rail_fraction: float, clip_fraction: float
+) -> tuple[int, int]:
+    """Smallest sample counts (at one extreme) that make a block railed and clipped.
+
+    Counting against integers gives exactly the float comparisons ``count / block_len >=
+    rail_fraction`` and ``count >= max(4, clip_fraction * block_len)``.
+    """
+    rail = next((n for n in range(block_len + 1) if n / block_len >= rail_fraction), block_len + 1)
+    clip = math.ceil(max(4.0, clip_fraction * block_len))
+    return rail, clip
 
 
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
