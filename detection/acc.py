@@ -88,9 +88,9 @@ class AccState:
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
         gravity = gravity_t.T
-        dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
+        dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
         activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
-        norm = np.sqrt(np.square(gravity).sum(axis=1))
+        norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
         up = gravity / np.maximum(norm, 1e-9)[:, None]
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)

@@ -110,7 +110,7 @@ def smooth_mean_square(ms: FloatArray, carry: FloatArray) -> tuple[FloatArray, F
     window = carry.shape[0] + 1
     joined = np.concatenate([carry, ms])
     n = ms.shape[0]
-    total = joined[0:n].copy()
-    for k in range(1, window):  # fixed summation order: identical for any chunking
+    total = joined[0:n] + joined[1 : 1 + n] if window > 1 else joined[0:n].copy()
+    for k in range(2, window):  # fixed summation order: identical for any chunking
         total += joined[k : k + n]
     return total / window, joined[joined.shape[0] - (window - 1) :].copy()

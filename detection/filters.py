@@ -225,9 +225,14 @@ def exponential_smooth(
     if _sosfilt_kernel is None or x.ndim != 1 or x.dtype != np.float64:
         y, zf = signal.lfilter(np.array([alpha]), np.array([1.0, alpha - 1.0]), x, zi=zi)
         return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)
-    sos = np.array([[alpha, 0.0, 0.0, 1.0, alpha - 1.0, 0.0]])
     y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
-    state = np.zeros((1, 1, 2))
-    state[0, 0, 0] = zi[0]
-    _sosfilt_double(sos, y, state)
-    return y[0], state[0, 0, :1].copy()
+    state = np.array([[[zi[0], 0.0]]])
+    _sosfilt_double(_exponential_sos(alpha), y, state)
+    return y[0], state[0, 0, :1]
+
+
+@lru_cache(maxsize=64)
+def _exponential_sos(alpha: float) -> FloatArray:
+    """The section of :func:`exponential_smooth` (cached: one per stream rate; the kernel
+    takes a writable array but never writes it)."""
+    return np.array([[alpha, 0.0, 0.0, 1.0, alpha - 1.0, 0.0]])
