@@ -129,6 +129,7 @@ class EpisodeMachine:
         ratios, env_uv, zcr_hz = batch.ratio.tolist(), batch.env_uv.tolist(), batch.zcr_hz.tolist()
         starts, ends, bits = batch.start_us.tolist(), batch.end_us.tolist(), batch.bits.tolist()
         hold = max(1, round(cfg.off_hold_s / cfg.block_s))
+        confirm_us = cfg.confirm_s * 1e6
         k = 0  # index into the batch
         count = batch.size
         while k < count:
@@ -195,9 +196,10 @@ class EpisodeMachine:
                 k += 1
                 continue
             if not burst.decided:
-                event = self._decide(burst, now_us, acc, acc_seen)
-                if event is not None:
-                    events.append(event)
+                if now_us - burst.onset_us >= confirm_us:  # (_decide's first test, inlined)
+                    event = self._decide(burst, now_us, acc, acc_seen)
+                    if event is not None:
+                        events.append(event)
             elif (
                 burst.confirmed_us is not None
                 and now_us - burst.last_update_us >= cfg.update_every_s * 1e6
