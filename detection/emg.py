@@ -173,9 +173,12 @@ class EmgStream:
         b = self.block_len
         n_blocks = raw.shape[1] // b
         used = n_blocks * b
-        # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
-        self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
-        self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
+        if used == raw.shape[1]:  # no tail (the chunk ends on a block boundary)
+            self.rest_raw = self.rest_band = self.rest_clean = np.zeros((self.channels, 0))
+        else:
+            # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
+            self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
+            self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
         if n_blocks == 0:
             return None, None
         band_used = band[:, :used]
@@ -258,13 +261,10 @@ class EmgStream:
         used = n_complete * per_second
         floors_seq = [self.floor_uv]
         if n_complete:
-            medians = second_medians(
-                sec_env[:used].reshape(n_complete, per_second),
-                sec_valid[:used].reshape(n_complete, per_second),
-            )
+            medians = self._second_medians(sec_env[:used], sec_valid[:used], n_complete)
             # a second enters the floor window one second late, and not at all when the next
             # one is invalid: the decaying filter transient before a flat line is no floor
-            held = [self.held_median_uv, *medians.tolist()]
+            held = [self.held_median_uv, *medians]
             entering = [
                 math.nan if math.isnan(now) else before for before, now in itertools.pairwise(held)
             ]
@@ -301,18 +301,21 @@ class EmgStream:
         if n_complete:
             step_us = self.block_len * 1e6 / self.rate_hz
             start_block = first_second * per_second
-            bounds = [
-                self.anchor_us + round((start_block + k * per_second) * step_us)
-                for k in range(n_complete + 1)
-            ]
+            bounds = np.array(
+                [
+                    self.anchor_us + round((start_block + k * per_second) * step_us)
+                    for k in range(n_complete + 1)
+                ],
+                dtype=np.int64,
+            )
             # both means from one reduction (each second still summed on its own)
             stacked = np.empty((2, n_complete, per_second))
             stacked[0] = sec_env[:used].reshape(n_complete, per_second)
             stacked[1] = sec_floor[:used].reshape(n_complete, per_second)
             means = np.add.reduce(stacked, axis=2) / per_second
             seconds = Seconds(
-                start_us=np.array(bounds[:-1], dtype=np.int64),
-                end_us=np.array(bounds[1:], dtype=np.int64),
+                start_us=bounds[:-1],
+                end_us=bounds[1:],
                 bits=second_flags(sec_bits[:used], per_second),
                 env_uv=means[0],
                 floor_uv=means[1],
@@ -320,3 +323,16 @@ class EmgStream:
         self.sec_env, self.sec_valid = sec_env[used:], sec_valid[used:]
         self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
         return block_floor, floors_known, seconds
+
+    def _second_medians(self, env: FloatArray, valid: BoolArray, n_seconds: int) -> list[float]:
+        """:func:`second_medians` of whole seconds of blocks, as a list."""
+        per_second = env.shape[0] // n_seconds
+        if n_seconds == 1 and all(valid.tolist()):
+            # one valid second (a 1 s chunk): the same sort and mean of the middle pair in
+            # plain Python, cheaper than NumPy for 20 values (an envelope is never NaN or -0)
+            ordered = sorted(env.tolist())
+            return [(ordered[(per_second - 1) // 2] + ordered[per_second // 2]) / 2.0]
+        medians: list[float] = second_medians(
+            env.reshape(n_seconds, per_second), valid.reshape(n_seconds, per_second)
+        ).tolist()
+        return medians

@@ -79,20 +79,18 @@ def block_flags(
     planes = np.empty((5, *live.shape), dtype=bool)
     np.logical_not(swinging, out=planes[0])  # LEAD_OFF: no signal, or stuck on a rail
     np.less(rms, flat_uv, out=planes[1])  # FLAT
-    planes[1] &= swinging
     np.greater_equal(extreme, clip_count, out=planes[2])  # CLIP
-    planes[2] &= swinging
+    planes[1:3] &= swinging
     if notch:  # MAINS
         removed = 1.0 - stats.ms_uv2 / np.maximum(stats.ms_band_uv2, 1e-30)
         np.greater_equal(removed, mains_fraction, out=planes[3])
-        planes[3] &= live
     else:
         planes[3] = False
     previous = np.concatenate([prev_mean_uv[None, :], stats.raw_mean_uv[:-1]])
     swing = np.abs(stats.raw_mean_uv - previous)
     # ARTIFACT; a NaN swing (no previous block at a segment start) compares False
     np.greater(swing, artifact_ratio * np.maximum(rms, floor_min_uv), out=planes[4])
-    planes[4] &= live
+    planes[3:5] &= live
     flags: IntArray = np.packbits(planes, axis=0, bitorder="little")[0].astype(np.int64)
     return flags
 
