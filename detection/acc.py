@@ -83,14 +83,14 @@ class AccState:
         """Append a contiguous chunk (n, 3) in g to the history."""
         n = samples_g.shape[0]
         index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
-        times = self.anchor_us + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
+        times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
         gravity = gravity_t.T
-        dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
+        dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
         activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
-        norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
+        norm = np.sqrt(np.square(gravity).sum(axis=1))
         up = gravity / np.maximum(norm, 1e-9)[:, None]
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)

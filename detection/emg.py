@@ -173,12 +173,9 @@ class EmgStream:
         b = self.block_len
         n_blocks = raw.shape[1] // b
         used = n_blocks * b
-        if used == raw.shape[1]:  # no tail (the chunk ends on a block boundary)
-            self.rest_raw = self.rest_band = self.rest_clean = np.zeros((self.channels, 0))
-        else:
-            # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
-            self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
-            self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
+        # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
+        self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
+        self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
         if n_blocks == 0:
             return None, None
         band_used = band[:, :used]
