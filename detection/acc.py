@@ -83,14 +83,14 @@ class AccState:
         """Append a contiguous chunk (n, 3) in g to the history."""
         n = samples_g.shape[0]
         index = np.arange(self.n_samples, self.n_samples + n, dtype=np.float64)
-        times = self.anchor_us + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
+        times = self.anchor_us + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
         gravity = gravity_t.T
-        dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
+        dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
         activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
-        norm = np.sqrt(np.square(gravity).sum(axis=1))
+        norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
         up = gravity / np.maximum(norm, 1e-9)[:, None]
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
@@ -101,7 +101,7 @@ class AccState:
 
     def forget_before(self, t_us: int) -> None:
         """Drop history older than ``t_us``."""
-        cut = int(np.searchsorted(self.time_us, t_us, side="left"))
+        cut = int(self.time_us.searchsorted(t_us, side="left"))
         if cut:
             self.time_us = self.time_us[cut:]
             self.dyn_g = self.dyn_g[cut:]
@@ -109,8 +109,8 @@ class AccState:
             self.up = self.up[cut:]
 
     def _span(self, t0_us: int, t1_us: int) -> slice:
-        lo = int(np.searchsorted(self.time_us, t0_us, side="left"))
-        hi = int(np.searchsorted(self.time_us, t1_us, side="left"))
+        lo = int(self.time_us.searchsorted(t0_us, side="left"))
+        hi = int(self.time_us.searchsorted(t1_us, side="left"))
         return slice(lo, hi)
 
     def peak_activity_g(self, t0_us: int, t1_us: int) -> float | None:
@@ -130,7 +130,7 @@ class AccState:
 
     def posture_at(self, t_us: int, upright_deg: float) -> str | None:
         """Posture at the last sample before ``t_us`` (None: no sample in the history)."""
-        index = int(np.searchsorted(self.time_us, t_us, side="left")) - 1
+        index = int(self.time_us.searchsorted(t_us, side="left")) - 1
         if index < 0:
             return None
         return posture_name(self.up[index], upright_deg)

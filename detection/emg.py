@@ -289,7 +289,8 @@ class EmgStream:
         floors_used = floors_seq[: len(counts)]
         block_floor: FloatArray
         if len(counts) == 1:  # the usual case: all in one second
-            block_floor = np.full(n_new, floors_used[0])
+            block_floor = np.empty(n_new)
+            block_floor.fill(floors_used[0])
         else:
             block_floor = np.repeat(np.array(floors_used, dtype=np.float64), counts)
         floors_known = not any(math.isnan(value) for value in floors_used)

@@ -112,7 +112,7 @@ def _count_thresholds(
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
     """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
     grid = block_bits.reshape(-1, per_second)
-    if not grid.any():  # the usual case: nothing flagged
+    if not np.logical_or.reduce(block_bits, axis=None):  # the usual case: nothing flagged
         return np.zeros(grid.shape[0], dtype=np.int64)
     # blocks carrying each bit, per second: shape (n_seconds, len(SECOND_SHARE))
     counts = ((grid[:, :, None] & _SHARE_BITS) != 0).sum(axis=1)
@@ -136,7 +136,7 @@ class FaultTracker:
         Events carry the end of the second that decided them as ``at_us``.
         """
         events: list[QualityEvent] = []
-        if not self.open_since_us and not bits.any():
+        if not self.open_since_us and not np.logical_or.reduce(bits, axis=None):
             return events
         active = np.flatnonzero(bits)
         index, count = 0, times_us.shape[0]
