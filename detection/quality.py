@@ -112,8 +112,17 @@ def _count_thresholds(
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
     """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
     grid = block_bits.reshape(-1, per_second)
-    if not np.logical_or.reduce(block_bits, axis=None):  # the usual case: nothing flagged
-        return np.zeros(grid.shape[0], dtype=np.int64)
+    if grid.shape[0] <= 2:
+        # the seconds one chunk completes: plain Python costs less than the NumPy calls below
+        seconds = []
+        for row in grid.tolist():
+            value = 0
+            if any(row):
+                for bit, share in SECOND_SHARE.items():
+                    if sum(1 for flags in row if flags & bit) >= share * per_second:
+                        value |= bit
+            seconds.append(value)
+        return np.array(seconds, dtype=np.int64)
     # blocks carrying each bit, per second: shape (n_seconds, len(SECOND_SHARE))
     counts = ((grid[:, :, None] & _SHARE_BITS) != 0).sum(axis=1)
     flagged = counts >= _SHARE_MIN * per_second

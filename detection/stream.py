@@ -397,6 +397,8 @@ _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}
 
 def _ordered(events: list[DetectorEvent]) -> list[DetectorEvent]:
     """Events by decision time; ties in a fixed order so any chunking lists them alike."""
+    if len(events) < 2:  # most chunks decide nothing
+        return events
 
     def key(event: DetectorEvent) -> tuple[int, int, int, str]:
         if isinstance(event, EpisodeEvent):
