@@ -14,7 +14,7 @@ from scipy import signal
 from detection import StreamDetector
 from detection.envelope import block_stats
 from detection.filters import exponential_smooth
-from detection.quality import _count_thresholds
+from detection.quality import SECOND_SHARE, _count_thresholds, second_flags
 from tests.detection import synth
 from tests.detection.test_stream import ACC_RATE, EMG_RATE, T0_US, busy_night
 
@@ -130,3 +130,28 @@ def test_a_burst_starting_after_many_quiet_chunks_sees_its_whole_history() -> No
         events += detector.finish()
         onsets.append([e.episode.onset_us for e in events if hasattr(e, "episode")])
     assert onsets[0] and onsets[0] == onsets[1] == onsets[2]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n_seconds=st.integers(0, 4),
+    per_second=st.sampled_from([1, 7, 20]),
+    flagged=st.sampled_from([0.0, 0.1, 0.5, 1.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_second_flags_count_each_bit_against_its_share(
+    n_seconds: int, per_second: int, flagged: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    size = n_seconds * per_second
+    bits = rng.integers(0, 32, size) * (rng.random(size) < flagged)
+    expected = [
+        sum(
+            bit
+            for bit, share in SECOND_SHARE.items()
+            if np.count_nonzero(row & bit) >= share * per_second
+        )
+        for row in bits.reshape(-1, per_second)
+    ]
+    got = second_flags(bits, per_second)
+    assert got.dtype == np.int64 and got.tolist() == expected
