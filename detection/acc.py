@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import signal
 
 from detection.blocks import PartAnchors
-from detection.filters import apply_sos, design_lowpass, steady_state
+from detection.filters import apply_sos, design_lowpass, exponential_smooth, steady_state
 from detection.validation import jitter_tolerance_us
 
 FloatArray = NDArray[np.float64]
@@ -23,6 +22,7 @@ IntArray = NDArray[np.int64]
 
 GRAVITY_CUTOFF_HZ = 0.5  # below body movement (> 1 Hz), above posture changes (Mathie 2004)
 ACTIVITY_TAU_S = 0.25  # smoothing of |dynamic acceleration| for the movement rule
+_FIRST = np.zeros(1, dtype=np.intp)  # reduceat index of a single segment
 
 
 def posture_name(up: FloatArray, upright_deg: float) -> str:
@@ -92,23 +92,20 @@ class AccState:
         if parts is not None:
             anchor = parts.anchor_at(index)
             self.anchor_us = int(parts.anchors[-1])
-        times = anchor + np.round(index * (1e6 / self.rate_hz)).astype(np.int64)
+        times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
         gravity = gravity_t.T
-        dyn = np.sqrt(np.square(samples_g - gravity).sum(axis=1))
-        b = np.array([self.activity_alpha])
-        a = np.array([1.0, self.activity_alpha - 1.0])
-        activity, zf = signal.lfilter(b, a, dyn, zi=self.activity_zi)
-        self.activity_zi = np.asarray(zf, dtype=np.float64)
-        norm = np.sqrt(np.square(gravity).sum(axis=1))
+        dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
+        activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
+        norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
         up = gravity / np.maximum(norm, 1e-9)[:, None]
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
         self.time_us = np.concatenate([self.time_us, times])
         self.dyn_g = np.concatenate([self.dyn_g, dyn])
-        self.activity_g = np.concatenate([self.activity_g, np.asarray(activity, np.float64)])
+        self.activity_g = np.concatenate([self.activity_g, activity])
         self.up = np.concatenate([self.up, up])
 
     @property
@@ -123,7 +120,7 @@ class AccState:
 
     def forget_before(self, t_us: int) -> None:
         """Drop history older than ``t_us``."""
-        cut = int(np.searchsorted(self.time_us, t_us, side="left"))
+        cut = int(self.time_us.searchsorted(t_us, side="left"))
         if cut:
             self.time_us = self.time_us[cut:]
             self.dyn_g = self.dyn_g[cut:]
@@ -131,8 +128,8 @@ class AccState:
             self.up = self.up[cut:]
 
     def _span(self, t0_us: int, t1_us: int) -> slice:
-        lo = int(np.searchsorted(self.time_us, t0_us, side="left"))
-        hi = int(np.searchsorted(self.time_us, t1_us, side="left"))
+        lo = int(self.time_us.searchsorted(t0_us, side="left"))
+        hi = int(self.time_us.searchsorted(t1_us, side="left"))
         return slice(lo, hi)
 
     def peak_activity_g(self, t0_us: int, t1_us: int) -> float | None:
@@ -152,7 +149,7 @@ class AccState:
 
     def posture_at(self, t_us: int, upright_deg: float) -> str | None:
         """Posture at the last sample before ``t_us`` (None: no sample in the history)."""
-        index = int(np.searchsorted(self.time_us, t_us, side="left")) - 1
+        index = int(self.time_us.searchsorted(t_us, side="left")) - 1
         if index < 0:
             return None
         return posture_name(self.up[index], upright_deg)
@@ -184,27 +181,21 @@ class AccState:
         The intervals are the detector's seconds; where the device clock was followed they
         may overlap or leave room between them by a few µs, so each has both ends.
         """
-        lo = np.searchsorted(self.time_us, start_us, side="left")
-        hi = np.maximum(np.searchsorted(self.time_us, end_us, side="left"), lo)
-        counts = hi - lo
-        if lo.size:
-            # sums over [lo[k], hi[k]) at the even places; reduceat needs every index < len
-            padded = np.append(self.dyn_g, 0.0)
-            sums = np.add.reduceat(padded, np.column_stack([lo, hi]).ravel())[::2]
-            sums = np.where(counts > 0, sums, 0.0)
-        else:
-            sums = np.zeros(0)
-        means = sums / np.maximum(counts, 1)
-        count_list = counts.tolist()
-        activity: list[float | None] = [
-            m if c > 0 else None for m, c in zip(means.tolist(), count_list, strict=True)
-        ]
-        # plain floats: indexing NumPy rows one at a time costs more than the rule itself
-        last_up = self.up[np.maximum(hi - 1, 0)].tolist() if self.up.shape[0] else []
+        starts = self.time_us.searchsorted(start_us, side="left").tolist()
+        ends = self.time_us.searchsorted(end_us, side="left").tolist()
         cos_upright = math.cos(math.radians(upright_deg))
-        posture: list[str | None] = [
-            _posture(u[0], u[1], u[2], cos_upright) if c > 0 else None
-            for u, c in zip(last_up, count_list, strict=False)
-        ]
-        posture.extend([None] * (len(count_list) - len(posture)))
+        activity: list[float | None] = []
+        posture: list[str | None] = []
+        # bin by bin in plain Python: a chunk completes about one bin, and indexing NumPy rows
+        # one at a time costs more than the rule itself
+        for lo, hi in zip(starts, ends, strict=True):
+            if hi <= lo:
+                activity.append(None)
+                posture.append(None)
+                continue
+            # reduceat, as always: sum() may group the additions differently
+            total = float(np.add.reduceat(self.dyn_g[lo:hi], _FIRST)[0])
+            activity.append(total / (hi - lo))
+            x, y, z = self.up[hi - 1].tolist()
+            posture.append(_posture(x, y, z, cos_upright))
         return activity, posture

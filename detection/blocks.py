@@ -44,8 +44,21 @@ class BlockBatch:
 
     def tail(self, count: int) -> BlockBatch:
         """The last ``count`` blocks."""
+        if count >= self.size:
+            return self
         start = max(0, self.size - count)
         return BlockBatch(*(getattr(self, name)[start:] for name in FIELDS))
+
+    def split(self, count: int) -> tuple[BlockBatch, BlockBatch]:
+        """The first ``count`` blocks and the rest (no copies when either side is empty)."""
+        if count >= self.size:
+            return self, _EMPTY
+        if count <= 0:
+            return _EMPTY, self
+        return (
+            BlockBatch(*(getattr(self, name)[:count] for name in FIELDS)),
+            BlockBatch(*(getattr(self, name)[count:] for name in FIELDS)),
+        )
 
     @staticmethod
     def join(first: BlockBatch, second: BlockBatch) -> BlockBatch:
@@ -59,6 +72,16 @@ class BlockBatch:
         )
 
     @staticmethod
+    def concat(parts: tuple[BlockBatch, ...]) -> BlockBatch:
+        """Concatenate several batches (empty ones are skipped)."""
+        nonempty = [part for part in parts if part.size]
+        if len(nonempty) <= 1:
+            return nonempty[0] if nonempty else BlockBatch.empty()
+        return BlockBatch(
+            *(np.concatenate([getattr(part, n) for part in nonempty]) for n in FIELDS)
+        )
+
+    @staticmethod
     def empty() -> BlockBatch:
         """No blocks."""
         ints = np.zeros(0, dtype=np.int64)
@@ -67,6 +90,7 @@ class BlockBatch:
 
 
 FIELDS = ("start_us", "end_us", "env_uv", "floor_uv", "ratio", "zcr_hz", "bits")
+_EMPTY = BlockBatch.empty()
 
 
 @dataclass(frozen=True)

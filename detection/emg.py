@@ -6,6 +6,7 @@ seconds (``Seconds``); every value depends only on the samples, never on the chu
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -24,6 +25,10 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
+_NO_TIMES: IntArray = np.zeros(0, dtype=np.int64)
+_NO_VALUES: FloatArray = np.zeros(0)
+
+
 @dataclass
 class Seconds:
     """Completed seconds waiting for the decided time to pass them (all shape (n,))."""
@@ -35,11 +40,20 @@ class Seconds:
     floor_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def append(self, other: Seconds) -> None:
+        if self.start_us.shape[0] == 0:  # usually every earlier second is already decided
+            self.start_us, self.end_us, self.bits = other.start_us, other.end_us, other.bits
+            self.env_uv, self.floor_uv = other.env_uv, other.floor_uv
+            return
         for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
             setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
     def split(self, count: int) -> Seconds:
         """Remove and return the first ``count`` seconds."""
+        if count >= self.start_us.shape[0]:  # all of them: hand the arrays over
+            head = Seconds(self.start_us, self.end_us, self.bits, self.env_uv, self.floor_uv)
+            self.start_us, self.end_us, self.bits = _NO_TIMES, _NO_TIMES, _NO_TIMES
+            self.env_uv, self.floor_uv = _NO_VALUES, _NO_VALUES
+            return head
         head = Seconds()
         for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
             values = getattr(self, name)
@@ -198,23 +212,40 @@ class EmgStream:
         smoothed, self.smooth_carry = smooth_mean_square(stats.ms_uv2, self.smooth_carry)
         env_ch = np.sqrt(smoothed)
         usable = (bits & UNUSABLE) == 0
-        masked = np.where(usable, env_ch, -1.0)
-        best = np.argmax(masked, axis=1)
-        rows = np.arange(n_blocks)
-        env = np.maximum(masked[rows, best], 0.0)
-        crossings = stats.crossings[rows, best].astype(np.float64)
-        zcr = crossings * self.rate_hz / max(b - 1, 1)
-        block_index = np.arange(self.n_blocks, self.n_blocks + n_blocks)
+        n0 = self.n_blocks
         settle = max(0, round(cfg.settle_s / cfg.block_s))
-        valid = usable.any(axis=1) & (block_index >= settle)
-        all_bits = np.bitwise_or.reduce(bits, axis=1)
-        anchor: int | IntArray = self.anchor_us
+        if self.channels == 1:  # nothing to choose between: skip the per-channel reductions
+            usable_any, all_bits = usable[:, 0], bits[:, 0]
+            env = np.where(usable_any, env_ch[:, 0], 0.0)
+            crossings = stats.crossings[:, 0].astype(np.float64)
+        else:
+            masked = np.where(usable, env_ch, -1.0)
+            best = np.argmax(masked, axis=1)
+            rows = np.arange(n_blocks)
+            env = np.maximum(masked[rows, best], 0.0)
+            crossings = stats.crossings[rows, best].astype(np.float64)
+            usable_any = usable.any(axis=1)
+            all_bits = np.bitwise_or.reduce(bits, axis=1)
+        zcr = crossings * self.rate_hz / max(b - 1, 1)
+        valid = usable_any
+        if n0 < settle:
+            valid = usable_any & (np.arange(n0, n0 + n_blocks) >= settle)
+        block_anchor: IntArray | None = None
         if parts is not None:  # each block takes the anchor of the chunk holding its last sample
-            anchor = parts.anchor_at((block_index + 1) * b - 1)
-        floors, seconds = self._floors(env, valid, all_bits, block_index, anchor)
-        ratio = np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
-        starts = anchor + np.round(block_index * (b * 1e6 / self.rate_hz)).astype(np.int64)
-        ends = anchor + np.round((block_index + 1) * (b * 1e6 / self.rate_hz)).astype(np.int64)
+            block_anchor = parts.anchor_at(np.arange(n0 + 1, n0 + n_blocks + 1) * b - 1)
+        floors, floors_known, seconds = self._floors(env, valid, all_bits, n0, block_anchor)
+        if floors_known:
+            ratio = np.where(valid, env / floors, 0.0)
+        else:
+            ratio = np.where(
+                valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0
+            )
+        grid = np.rint(np.arange(n0, n0 + n_blocks + 1) * (b * 1e6 / self.rate_hz)).astype(np.int64)
+        if block_anchor is None:
+            starts = ends = self.anchor_us + grid
+            starts, ends = starts[:-1], ends[1:]
+        else:
+            starts, ends = block_anchor + grid[:-1], block_anchor + grid[1:]
         self.n_blocks += n_blocks
         return BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits), seconds
 
@@ -223,60 +254,112 @@ class EmgStream:
         env: FloatArray,
         valid: BoolArray,
         bits: IntArray,
-        block_index: IntArray,
-        anchor: int | IntArray,
-    ) -> tuple[FloatArray, Seconds | None]:
-        """Floor of each new block (the floor known when its second began), whole seconds."""
+        first_block: int,
+        block_anchor: IntArray | None = None,
+    ) -> tuple[FloatArray, bool, Seconds | None]:
+        """Floor of each new block (the floor known when its second began), whether all of
+        those floors are known (not NaN), and the whole seconds.
+
+        ``first_block`` is the segment index of the first new block; ``block_anchor``, when
+        chunks were joined, the anchor of each new block (a second takes its last block's).
+        """
         cfg = self.config
         per_second = max(1, round(1.0 / cfg.block_s))
-        b = self.block_len
-        sec_env = np.concatenate([self.sec_env, env])
-        sec_valid = np.concatenate([self.sec_valid, valid])
-        sec_bits = np.concatenate([self.sec_bits, bits])
+        carried = self.sec_env.shape[0]
+        if carried:
+            sec_env = np.concatenate([self.sec_env, env])
+            sec_valid = np.concatenate([self.sec_valid, valid])
+            sec_bits = np.concatenate([self.sec_bits, bits])
+        else:  # the chunk starts on a second boundary: nothing to prepend
+            sec_env, sec_valid, sec_bits = env, valid, bits
         # floor of each new block: the floor after the seconds completed before its second
-        first_second = (block_index[0] - self.sec_env.shape[0]) // per_second
-        second_of_block = block_index // per_second - first_second
+        first_second = (first_block - carried) // per_second
         n_complete = sec_env.shape[0] // per_second
         used = n_complete * per_second
         floors_seq = [self.floor_uv]
         if n_complete:
-            medians = second_medians(
-                sec_env[:used].reshape(n_complete, per_second),
-                sec_valid[:used].reshape(n_complete, per_second),
-            )
+            medians = self._second_medians(sec_env[:used], sec_valid[:used], n_complete)
             # a second enters the floor window one second late, and not at all when the next
             # one is invalid: the decaying filter transient before a flat line is no floor
-            held = np.concatenate([[self.held_median_uv], medians])
-            entering = np.where(np.isnan(held[1:]), np.nan, held[:-1])
-            self.held_median_uv = float(held[-1])
+            held = [self.held_median_uv, *medians]
+            entering = [
+                math.nan if math.isnan(now) else before for before, now in itertools.pairwise(held)
+            ]
+            self.held_median_uv = held[-1]
             if self.floor_ordered is None:
                 self.floor_ordered = sorted_valid(self.floor_window)
             after, self.floor_window = update_floor(
                 self.floor_window,
-                entering,
+                np.array(entering, dtype=np.float64),
                 cfg.floor_quantile,
                 cfg.floor_min_uv,
                 self.floor_ordered,
             )
-            for value in after:
-                floors_seq.append(float(value) if not math.isnan(value) else floors_seq[-1])
+            for value in after.tolist():
+                floors_seq.append(value if not math.isnan(value) else floors_seq[-1])
             self.floor_uv = floors_seq[-1]
-        block_floor: FloatArray = np.asarray(floors_seq, dtype=np.float64)[second_of_block]
+        # new blocks per second they fall in (the first of them falls in second 0)
+        n_new = env.shape[0]
+        counts = []
+        index, stop = first_block, first_block + n_new
+        while index < stop:
+            boundary = min((index // per_second + 1) * per_second, stop)
+            counts.append(boundary - index)
+            index = boundary
+        floors_used = floors_seq[: len(counts)]
+        block_floor: FloatArray
+        if len(counts) == 1:  # the usual case: all in one second
+            block_floor = np.empty(n_new)
+            block_floor.fill(floors_used[0])
+        else:
+            block_floor = np.repeat(np.array(floors_used, dtype=np.float64), counts)
+        floors_known = not any(math.isnan(value) for value in floors_used)
         seconds: Seconds | None = None
-        sec_floor = np.concatenate([self.sec_floor, block_floor])
+        sec_floor = np.concatenate([self.sec_floor, block_floor]) if carried else block_floor
         if n_complete:
-            second_index = first_second + np.arange(n_complete)
-            start_block = second_index * per_second
-            if isinstance(anchor, np.ndarray):  # a second takes the anchor of its last block
-                anchor = anchor[start_block + per_second - 1 - block_index[0]]
+            step_us = self.block_len * 1e6 / self.rate_hz
+            start_block = first_second * per_second
+            if block_anchor is None:
+                bounds = np.array(
+                    [
+                        self.anchor_us + round((start_block + k * per_second) * step_us)
+                        for k in range(n_complete + 1)
+                    ],
+                    dtype=np.int64,
+                )
+                sec_starts, sec_ends = bounds[:-1], bounds[1:]
+            else:
+                last = start_block + np.arange(1, n_complete + 1) * per_second - 1
+                sec_anchor = block_anchor[last - first_block]
+                grid = np.rint(
+                    (start_block + np.arange(n_complete + 1) * per_second) * step_us
+                ).astype(np.int64)
+                sec_starts, sec_ends = sec_anchor + grid[:-1], sec_anchor + grid[1:]
+            # both means from one reduction (each second still summed on its own)
+            stacked = np.empty((2, n_complete, per_second))
+            stacked[0] = sec_env[:used].reshape(n_complete, per_second)
+            stacked[1] = sec_floor[:used].reshape(n_complete, per_second)
+            means = np.add.reduce(stacked, axis=2) / per_second
             seconds = Seconds(
-                start_us=anchor + np.round(start_block * (b * 1e6 / self.rate_hz)).astype(np.int64),
-                end_us=anchor
-                + np.round((start_block + per_second) * (b * 1e6 / self.rate_hz)).astype(np.int64),
+                start_us=sec_starts,
+                end_us=sec_ends,
                 bits=second_flags(sec_bits[:used], per_second),
-                env_uv=sec_env[:used].reshape(n_complete, per_second).mean(axis=1),
-                floor_uv=sec_floor[:used].reshape(n_complete, per_second).mean(axis=1),
+                env_uv=means[0],
+                floor_uv=means[1],
             )
         self.sec_env, self.sec_valid = sec_env[used:], sec_valid[used:]
         self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
-        return block_floor, seconds if n_complete else None
+        return block_floor, floors_known, seconds
+
+    def _second_medians(self, env: FloatArray, valid: BoolArray, n_seconds: int) -> list[float]:
+        """:func:`second_medians` of whole seconds of blocks, as a list."""
+        per_second = env.shape[0] // n_seconds
+        if n_seconds == 1 and all(valid.tolist()):
+            # one valid second (a 1 s chunk): the same sort and mean of the middle pair in
+            # plain Python, cheaper than NumPy for 20 values (an envelope is never NaN or -0)
+            ordered = sorted(env.tolist())
+            return [(ordered[(per_second - 1) // 2] + ordered[per_second // 2]) / 2.0]
+        medians: list[float] = second_medians(
+            env.reshape(n_seconds, per_second), valid.reshape(n_seconds, per_second)
+        ).tolist()
+        return medians

@@ -55,24 +55,38 @@ def block_stats(raw: FloatArray, band: FloatArray, clean: FloatArray, block_len:
     block_len : int
         Samples per block.
     """
-    shape = (raw.shape[0], raw.shape[1] // block_len, block_len)
+    channels, n_blocks = raw.shape[0], raw.shape[1] // block_len
+    shape = (channels, n_blocks, block_len)
     r = raw.reshape(shape)
-    b = band.reshape(shape)
     c = clean.reshape(shape)
-    raw_max = r.max(axis=2)
-    raw_min = r.min(axis=2)
+    raw_max = np.maximum.reduce(r, axis=2)
+    raw_min = np.minimum.reduce(r, axis=2)
+    # Every per-block sum comes from one reduction of a stacked buffer: a 1 s chunk holds so few
+    # samples that the cost is per NumPy call. Each block row is still summed on its own, in
+    # the same order as a separate ``sum(axis=2)``, so the values are the same to the bit.
+    separate_band = band is not clean
+    work = np.empty((6 if separate_band else 5, channels, n_blocks, block_len))
+    np.square(c, out=work[0])
+    work[1] = r
+    np.equal(r, raw_max[:, :, None], out=work[2])
+    np.equal(r, raw_min[:, :, None], out=work[3])
     signs = np.signbit(c)
-    ms_clean = np.square(c).sum(axis=2) / block_len
-    ms_band = ms_clean if band is clean else np.square(b).sum(axis=2) / block_len
+    work[4, :, :, 0] = 0.0
+    np.not_equal(signs[:, :, 1:], signs[:, :, :-1], out=work[4, :, :, 1:])
+    if separate_band:
+        np.square(band.reshape(shape), out=work[5])
+    sums = np.add.reduce(work, axis=3)
+    means = sums / block_len
+    counts = sums[2:5].astype(np.int64)
     return BlockStats(
-        ms_band_uv2=ms_band.T,
-        ms_uv2=ms_clean.T,
+        ms_band_uv2=(means[5] if separate_band else means[0]).T,
+        ms_uv2=means[0].T,
         raw_max_uv=raw_max.T,
         raw_min_uv=raw_min.T,
-        raw_mean_uv=r.mean(axis=2).T,
-        at_max=(r == raw_max[:, :, None]).sum(axis=2, dtype=np.int64).T,
-        at_min=(r == raw_min[:, :, None]).sum(axis=2, dtype=np.int64).T,
-        crossings=(signs[:, :, 1:] != signs[:, :, :-1]).sum(axis=2, dtype=np.int64).T,
+        raw_mean_uv=means[1].T,
+        at_max=counts[0].T,
+        at_min=counts[1].T,
+        crossings=counts[2].T,
     )
 
 
@@ -96,7 +110,7 @@ def smooth_mean_square(ms: FloatArray, carry: FloatArray) -> tuple[FloatArray, F
     window = carry.shape[0] + 1
     joined = np.concatenate([carry, ms])
     n = ms.shape[0]
-    total = joined[0:n].copy()
-    for k in range(1, window):  # fixed summation order: identical for any chunking
+    total = joined[0:n] + joined[1 : 1 + n] if window > 1 else joined[0:n].copy()
+    for k in range(2, window):  # fixed summation order: identical for any chunking
         total += joined[k : k + n]
     return total / window, joined[joined.shape[0] - (window - 1) :].copy()

@@ -12,6 +12,7 @@ movement series, WASM 2016) a new burst must outlast 10 s before it can be a cra
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field, replace
 
@@ -97,70 +98,92 @@ class EpisodeMachine:
     last_mean_ratio: float = 0.0
     closing: Burst | None = None
     closing_until_us: int = 0
+    # Batches run since ``history`` was last brought up to date, and their block count. The
+    # history is only read when a burst begins, so batches are queued here and concatenated
+    # once they add up to a whole history; snapshots fold them in first (the pickled state is
+    # the same as if they had been concatenated one by one).
+    recent: tuple[BlockBatch, ...] = field(default=(), init=False, repr=False, compare=False)
+    recent_blocks: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled state with the queued batches folded into ``history``."""
+        state = dict(self.__dict__)
+        state["history"] = self._current_history()
+        state.pop("recent", None)
+        state.pop("recent_blocks", None)
+        return state
 
     # ------------------------------------------------------------------ public
 
     def run(self, batch: BlockBatch, acc: AccState | None, acc_seen: bool) -> list[DetectorEvent]:
         """Advance over ``batch``; ``acc`` holds the accelerometer history (None: no ACC)."""
         cfg = self.config
-        joined = BlockBatch.join(self.history, batch)
-        first = self.history.size
+        candidates = (batch.ratio >= cfg.on_ratio).nonzero()[0].tolist()
+        if self.burst is None and self.closing is None and not candidates:
+            self._remember(batch)  # nothing starts, lasts or closes in this batch
+            return []
         events: list[DetectorEvent] = []
-        ratio = joined.ratio
-        onset_mask = ratio >= cfg.on_ratio
-        candidates = np.flatnonzero(onset_mask[first:]) + first
+        joined: BlockBatch | None = None  # history + batch, built when a burst begins
+        first = 0
+        # the new blocks as Python scalars: the loop reads them one at a time
+        ratios, env_uv, zcr_hz = batch.ratio.tolist(), batch.env_uv.tolist(), batch.zcr_hz.tolist()
+        starts, ends, bits = batch.start_us.tolist(), batch.end_us.tolist(), batch.bits.tolist()
         hold = max(1, round(cfg.off_hold_s / cfg.block_s))
-        index = first
-        count = joined.size
-        while index < count:
+        confirm_us = cfg.confirm_s * 1e6
+        k = 0  # index into the batch
+        count = batch.size
+        while k < count:
             if self.burst is None:
-                nxt = int(np.searchsorted(candidates, index))
-                found = nxt < candidates.size
+                nxt = bisect.bisect_left(candidates, k)
+                found = nxt < len(candidates)
                 if self.closing is not None:
-                    stop = int(candidates[nxt]) if found else count
-                    if stop > index:
-                        gap = ratio[index:stop]
+                    stop = candidates[nxt] if found else count
+                    if stop > k:
+                        gap = batch.ratio[k:stop]
                         self.closing.low_n += int(gap.shape[0])
                         self.closing.low_above += int(np.count_nonzero(gap >= cfg.back_ratio))
-                    next_us = int(joined.start_us[candidates[nxt]]) if found else None
+                    next_us = starts[candidates[nxt]] if found else None
                     if next_us is not None and next_us <= self.closing_until_us:
                         if self._resume(acc, next_us):
-                            index = int(candidates[nxt])
+                            k = candidates[nxt]
                         else:
                             events.extend(self._close(acc, acc_seen))
-                    elif next_us is not None or int(joined.end_us[-1]) >= self.closing_until_us:
+                    elif next_us is not None or ends[-1] >= self.closing_until_us:
                         events.extend(self._close(acc, acc_seen))
                 if self.burst is None:
                     if not found:
                         break
-                    index = int(candidates[nxt])
-                    self._begin(joined, index)
+                    k = candidates[nxt]
+                    if joined is None:
+                        history = self._current_history()
+                        joined, first = BlockBatch.join(history, batch), history.size
+                    self._begin(joined, first + k)
             burst = self.burst
             assert burst is not None
-            r = float(ratio[index])
+            r = ratios[k]
             burst.recent_ratio += RECENT_ALPHA * (r - burst.recent_ratio)
             if r >= burst.off_ratio:
                 if burst.low_run >= DIP_BLOCKS and not burst.decided:
-                    burst.rise_us = int(joined.start_us[index])  # rises again after a dip
+                    burst.rise_us = starts[k]  # rises again after a dip
                 burst.low_run = 0
                 burst.n_high += 1
-                burst.last_high_end_us = int(joined.end_us[index])
+                burst.last_high_end_us = ends[k]
                 burst.sum_ratio += r
                 burst.peak_ratio = max(burst.peak_ratio, r)
-                env = float(joined.env_uv[index])
+                env = env_uv[k]
                 burst.sum_env_uv += env
                 burst.peak_env_uv = max(burst.peak_env_uv, env)
-                burst.sum_zcr_hz += float(joined.zcr_hz[index])
-                burst.bits |= int(joined.bits[index])
+                burst.sum_zcr_hz += zcr_hz[k]
+                burst.bits |= bits[k]
             else:
                 if burst.low_run == 0:
-                    burst.low_start_us = int(joined.start_us[index])
+                    burst.low_start_us = starts[k]
                     burst.low_n, burst.low_above = 0, 0
                 burst.low_n += 1
                 burst.low_above += int(r >= cfg.back_ratio)
                 burst.low_run += 1
             burst.n_blocks += 1
-            now_us = int(joined.end_us[index])
+            now_us = ends[k]
             if burst.low_run >= hold:
                 if burst.confirmed_us is not None:
                     # a confirmed cramp may resume within merge_s (irregular EMG dips)
@@ -170,12 +193,13 @@ class EpisodeMachine:
                 else:
                     self.burst = None
                     events.extend(self._end(burst, burst.low_start_us, now_us, acc, acc_seen, ()))
-                index += 1
+                k += 1
                 continue
             if not burst.decided:
-                event = self._decide(burst, now_us, acc, acc_seen)
-                if event is not None:
-                    events.append(event)
+                if now_us - burst.onset_us >= confirm_us:  # (_decide's first test, inlined)
+                    event = self._decide(burst, now_us, acc, acc_seen)
+                    if event is not None:
+                        events.append(event)
             elif (
                 burst.confirmed_us is not None
                 and now_us - burst.last_update_us >= cfg.update_every_s * 1e6
@@ -185,15 +209,33 @@ class EpisodeMachine:
                 if up_us is not None:  # the wearer got up: the cramp is over
                     self.burst = None
                     events.extend(self._end(burst, up_us, now_us, acc, acc_seen, ()))
-                    index += 1
+                    k += 1
                     continue
                 self._track_movement(burst, acc, now_us)
                 episode = self._episode(burst, None, now_us, acc_seen, ())
                 events.append(EpisodeEvent(EventKind.UPDATED, episode, now_us))
-            index += 1
-        keep = round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
-        self.history = joined.tail(keep)
+            k += 1
+        self._remember(batch)
         return events
+
+    def _keep(self) -> int:
+        """Blocks of history a burst's onset search and baseline can reach back to."""
+        cfg = self.config
+        return round(max(cfg.backdate_max_s, cfg.baseline_s) / cfg.block_s) + 2
+
+    def _remember(self, batch: BlockBatch) -> None:
+        """Append ``batch`` to the history (queued until the queue fills a history)."""
+        self.recent = (*self.recent, batch)
+        self.recent_blocks += batch.size
+        if self.recent_blocks >= self._keep():
+            self._current_history()
+
+    def _current_history(self) -> BlockBatch:
+        """The last ``_keep()`` blocks run, folding the queued batches in."""
+        if self.recent:
+            self.history = BlockBatch.concat((self.history, *self.recent)).tail(self._keep())
+            self.recent, self.recent_blocks = (), 0
+        return self.history
 
     def resolve_pending(
         self, acc: AccState | None, horizon_us: int, *, final: bool
@@ -243,6 +285,7 @@ class EpisodeMachine:
                 offset_us = min(end_us, burst.low_start_us)
             events.extend(self._end(burst, offset_us, end_us, acc, acc_seen, flags))
         self.history = BlockBatch.empty()
+        self.recent, self.recent_blocks = (), 0
         return events
 
     def earliest_needed_us(self) -> int | None:

@@ -8,7 +8,9 @@ cramp).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +27,7 @@ CLIP = 4
 MAINS = 8
 ARTIFACT = 16
 UNUSABLE = LEAD_OFF | FLAT | ARTIFACT
+assert (LEAD_OFF, FLAT, CLIP, MAINS, ARTIFACT) == (1, 2, 4, 8, 16)  # block_flags packs them
 
 FLAG_BITS: tuple[tuple[int, QualityFlag], ...] = (
     (LEAD_OFF, QualityFlag.LEAD_OFF),
@@ -69,28 +72,57 @@ def block_flags(
     """
     rms = np.sqrt(stats.ms_uv2)
     live = stats.raw_max_uv > stats.raw_min_uv
-    extreme = np.maximum(stats.at_max, stats.at_min).astype(np.float64) / block_len
-    railed = live & (extreme >= rail_fraction)  # sitting on one rail, not swinging between
-    clip_min = max(4.0, clip_fraction * block_len)
-    clipped = live & ~railed & ((stats.at_max >= clip_min) | (stats.at_min >= clip_min))
-    flat = live & ~railed & (rms < flat_uv)
-    flags = np.where(~live | railed, LEAD_OFF, 0)
-    flags |= np.where(flat, FLAT, 0)
-    flags |= np.where(clipped, CLIP, 0)
-    if notch:
+    extreme = np.maximum(stats.at_max, stats.at_min)
+    rail_count, clip_count = _count_thresholds(block_len, rail_fraction, clip_fraction)
+    swinging = live & (extreme < rail_count)  # not sitting on one rail
+    # one boolean plane per flag, packed into the bits in one call: plane k is bit 2**k
+    planes = np.empty((5, *live.shape), dtype=bool)
+    np.logical_not(swinging, out=planes[0])  # LEAD_OFF: no signal, or stuck on a rail
+    np.less(rms, flat_uv, out=planes[1])  # FLAT
+    np.greater_equal(extreme, clip_count, out=planes[2])  # CLIP
+    planes[1:3] &= swinging
+    if notch:  # MAINS
         removed = 1.0 - stats.ms_uv2 / np.maximum(stats.ms_band_uv2, 1e-30)
-        flags |= np.where(live & (removed >= mains_fraction), MAINS, 0)
+        np.greater_equal(removed, mains_fraction, out=planes[3])
+    else:
+        planes[3] = False
     previous = np.concatenate([prev_mean_uv[None, :], stats.raw_mean_uv[:-1]])
     swing = np.abs(stats.raw_mean_uv - previous)
-    swing = np.where(np.isnan(swing), 0.0, swing)
-    artifact = live & (swing > artifact_ratio * np.maximum(rms, floor_min_uv))
-    flags |= np.where(artifact, ARTIFACT, 0)
-    return flags.astype(np.int64)
+    # ARTIFACT; a NaN swing (no previous block at a segment start) compares False
+    np.greater(swing, artifact_ratio * np.maximum(rms, floor_min_uv), out=planes[4])
+    planes[3:5] &= live
+    flags: IntArray = np.packbits(planes, axis=0, bitorder="little")[0].astype(np.int64)
+    return flags
+
+
+@lru_cache(maxsize=64)
+def _count_thresholds(
+    block_len: int, rail_fraction: float, clip_fraction: float
+) -> tuple[int, int]:
+    """Smallest sample counts (at one extreme) that make a block railed and clipped.
+
+    Counting against integers gives exactly the float comparisons ``count / block_len >=
+    rail_fraction`` and ``count >= max(4, clip_fraction * block_len)``.
+    """
+    rail = next((n for n in range(block_len + 1) if n / block_len >= rail_fraction), block_len + 1)
+    clip = math.ceil(max(4.0, clip_fraction * block_len))
+    return rail, clip
 
 
 def second_flags(block_bits: IntArray, per_second: int) -> IntArray:
     """Fault bits of whole seconds from block bits of shape (n_seconds * per_second,)."""
     grid = block_bits.reshape(-1, per_second)
+    if grid.shape[0] <= 2:
+        # the seconds one chunk completes: plain Python costs less than the NumPy calls below
+        seconds = []
+        for row in grid.tolist():
+            value = 0
+            if any(row):
+                for bit, share in SECOND_SHARE.items():
+                    if sum(1 for flags in row if flags & bit) >= share * per_second:
+                        value |= bit
+            seconds.append(value)
+        return np.array(seconds, dtype=np.int64)
     # blocks carrying each bit, per second: shape (n_seconds, len(SECOND_SHARE))
     counts = ((grid[:, :, None] & _SHARE_BITS) != 0).sum(axis=1)
     flagged = counts >= _SHARE_MIN * per_second
@@ -113,9 +145,9 @@ class FaultTracker:
         Events carry the end of the second that decided them as ``at_us``.
         """
         events: list[QualityEvent] = []
-        active = np.flatnonzero(bits)
-        if active.size == 0 and not self.open_since_us:
+        if not self.open_since_us and not np.logical_or.reduce(bits, axis=None):
             return events
+        active = np.flatnonzero(bits)
         index, count = 0, times_us.shape[0]
         while index < count:
             value = int(bits[index])

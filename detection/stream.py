@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.acc import AccState
-from detection.blocks import FIELDS, BlockBatch, PartAnchors
+from detection.blocks import BlockBatch, PartAnchors
 from detection.config import (
     ACC_RATE_RANGE_HZ,
     EMG_RATE_RANGE_HZ,
@@ -378,7 +378,7 @@ class StreamDetector:
             count = self._decidable(final)
             if st.gaps:
                 gap_start, gap_end = st.gaps[0]
-                before = int(np.searchsorted(st.pending.start_us, gap_start, side="left"))
+                before = int(st.pending.start_us.searchsorted(gap_start, side="left"))
                 if count >= before:
                     events.extend(self._decide_blocks(before, final))
                     events.extend(self._cross_gap(gap_start, gap_end))
@@ -395,9 +395,9 @@ class StreamDetector:
             return int(ends.size)
         cfg = st.config
         emg_end = int(ends[-1])
-        count = int(np.searchsorted(ends, emg_end - round(cfg.acc_wait_s * 1e6), side="right"))
-        if st.acc is not None:
-            covered = int(np.searchsorted(ends, st.acc.settled_us, side="right"))
+        count = int(ends.searchsorted(emg_end - round(cfg.acc_wait_s * 1e6), side="right"))
+        if st.acc is not None and count < ends.size:
+            covered = int(ends.searchsorted(st.acc.settled_us, side="right"))
             count = max(count, covered)
         return count
 
@@ -406,9 +406,7 @@ class StreamDetector:
         if count == 0:
             return []
         events: list[DetectorEvent] = []
-        batch = st.pending
-        head = BlockBatch(*(getattr(batch, n)[:count] for n in FIELDS))
-        st.pending = BlockBatch(*(getattr(batch, n)[count:] for n in FIELDS))
+        head, st.pending = st.pending.split(count)
         acc = st.acc
         if final:
             # end of data: decide the rest with what there is, without new NO_ACC intervals
@@ -417,9 +415,9 @@ class StreamDetector:
             covered = count
         else:
             acc_end = acc.settled_us if acc is not None else None
-            covered = 0 if acc_end is None else int(np.searchsorted(head.end_us, acc_end, "right"))
+            covered = 0 if acc_end is None else int(head.end_us.searchsorted(acc_end, "right"))
         if covered and not final:
-            part = BlockBatch(*(getattr(head, n)[:covered] for n in FIELDS))
+            part, _ = head.split(covered)
             if st.no_acc_since_us is not None:
                 t = int(part.start_us[0])
                 events.append(
@@ -428,7 +426,7 @@ class StreamDetector:
                 st.no_acc_since_us = None
             events.extend(st.machine.run(part, acc, acc is not None))
         if covered < count:
-            part = BlockBatch(*(getattr(head, n)[covered:] for n in FIELDS))
+            _, part = head.split(covered)
             if st.no_acc_since_us is None:
                 t = int(part.start_us[0])
                 st.no_acc_since_us = t
@@ -437,7 +435,8 @@ class StreamDetector:
         decided = int(head.end_us[-1])
         st.decided_us = decided
         events.extend(self._decide_seconds(decided))
-        events.extend(st.machine.resolve_pending(acc, decided, final=False))
+        if st.machine.pending:
+            events.extend(st.machine.resolve_pending(acc, decided, final=False))
         if acc is not None:
             needed = st.machine.earliest_needed_us()
             keep = decided - round(ACC_KEEP_S * 1e6)
@@ -446,16 +445,17 @@ class StreamDetector:
 
     def _decide_seconds(self, decided_us: int) -> list[DetectorEvent]:
         st = self._state
-        ready = int(np.searchsorted(st.seconds.end_us, decided_us, side="right"))
+        ready = int(st.seconds.end_us.searchsorted(decided_us, side="right"))
         if ready == 0:
             return []
         done = st.seconds.split(ready)
         events: list[DetectorEvent] = list(st.faults.step(done.start_us, done.end_us, done.bits))
+        starts = done.start_us.tolist()
         if st.acc is not None:
             activity, posture = st.acc.bins(done.start_us, done.end_us, st.config.upright_deg)
         else:
             activity, posture = [None] * ready, [None] * ready
-        starts, envs, floors = done.start_us.tolist(), done.env_uv.tolist(), done.floor_uv.tolist()
+        envs, floors = done.env_uv.tolist(), done.floor_uv.tolist()
         for k in range(ready):
             floor = floors[k]
             st.series.append(
@@ -548,6 +548,8 @@ _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}
 
 def _ordered(events: list[DetectorEvent]) -> list[DetectorEvent]:
     """Events by decision time; ties in a fixed order so any chunking lists them alike."""
+    if len(events) < 2:  # most chunks decide nothing
+        return events
 
     def key(event: DetectorEvent) -> tuple[int, int, int, str]:
         if isinstance(event, EpisodeEvent):

@@ -31,11 +31,10 @@ def as_samples(samples: Any, stream: str, columns: int | None, limit: float) -> 
         raise DetectorInputError(f"{stream} samples must have shape (n, {columns}), got {x.shape}")
     if x.shape[0] == 0:
         raise DetectorInputError(f"{stream} chunk is empty")
-    high, low = float(x.max()), float(x.min())  # NaN or inf anywhere shows in these two
-    if not (math.isfinite(high) and math.isfinite(low)):
+    peak = float(np.maximum.reduce(np.abs(x), axis=None))  # NaN or inf anywhere shows here
+    if not math.isfinite(peak):
         row = int(np.argwhere(~np.isfinite(x))[0][0])
         raise DetectorInputError(f"{stream} chunk has NaN/inf (first at sample {row})")
-    peak = max(high, -low)
     if peak > limit:
         raise DetectorInputError(
             f"{stream} chunk has a sample of magnitude {peak:g}, beyond {limit:g} "
