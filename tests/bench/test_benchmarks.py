@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,8 @@ def test_detector_bench_times_ours_the_floor_and_the_anchors(tmp_path: Path) -> 
     assert doc["signal_s"] == 600.0 and doc["machine"]["nproc"] >= 1
     ours, floor = doc["ours"], doc["floor"]
     assert ours["realtime_x"] == pytest.approx(doc["signal_s"] / ours["median_s"])
-    assert doc["ours_over_floor"] == pytest.approx(ours["median_s"] / floor["median_s"])
+    pairs = [o / f for o, f in zip(ours["seconds"], floor["seconds"], strict=True)]
+    assert doc["ours_over_floor"] == pytest.approx(statistics.median(pairs))
     assert doc["ours_over_floor"] > 1  # ours includes that band-pass pass and more
     for anchor in ("neurokit2", "biosppy"):
         a = doc["anchors"][anchor]
