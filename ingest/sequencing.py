@@ -16,8 +16,10 @@ Rules (per stream; a stream's sequence numbers are shared by live and sync trans
   it is **late** (also dropped: the detector has moved past it);
 - a frame ahead of the position is held (**reordered**) until the missing frames arrive, or
   until the stream **stalls**: live data of the device has run ``reorder_window_us`` past the
-  missing frame, the caller forces a flush (idle device), or more than ``max_pending`` frames
-  are held. A stall declares a **gap** and moves the position to the oldest held frame;
+  missing frame and the held frame has waited half that in wall time (so a backlog delivered
+  faster than real time, slightly out of order, loses nothing), the caller forces a flush
+  (idle device), or more than ``max_pending`` frames are held. A stall declares a **gap** and
+  moves the position to the oldest held frame;
 - a frame whose number is behind the position but whose data starts at or after the released
   data is a **sequence reset** (device restarted its counter) and moves the position back.
 
@@ -94,18 +96,22 @@ class StreamState:
     rate_hz: float | None = None
     max_seen_seq: int | None = None
     pending: dict[int, tuple[Frame, Transport]] = field(default_factory=dict)
+    arrived_us: dict[int, int] = field(default_factory=dict)  # wall arrival of held frames
     pending_heap: list[int] = field(default_factory=list)  # held seqs; may hold released ones
     gap_ranges: list[tuple[int, int]] = field(default_factory=list)  # declared, newest last
     counters: StreamCounters = field(default_factory=StreamCounters)
 
-    def hold(self, frame: Frame, transport: Transport) -> None:
-        """Keep a frame until it can be released."""
+    def hold(self, frame: Frame, transport: Transport, arrival_us: int | None = None) -> None:
+        """Keep a frame until it can be released (``arrival_us``: wall clock, if known)."""
         self.pending[frame.seq] = (frame, transport)
+        if arrival_us is not None:
+            self.arrived_us[frame.seq] = arrival_us
         heapq.heappush(self.pending_heap, frame.seq)
 
     def release(self, seq: int) -> None:
         """Forget a held frame (and stale heap entries, so the heap stays small)."""
         del self.pending[seq]
+        self.arrived_us.pop(seq, None)
         heap = self.pending_heap
         while heap and heap[0] not in self.pending:
             heapq.heappop(heap)
@@ -167,7 +173,7 @@ class DeviceSequencer:
         if stream.max_seen_seq is not None and seq < stream.max_seen_seq:
             stream.counters.reordered += 1
         stream.max_seen_seq = seq if stream.max_seen_seq is None else max(stream.max_seen_seq, seq)
-        stream.hold(frame, transport)
+        stream.hold(frame, transport, arrival_us)
         if transport is Transport.LIVE:
             end = frame.end_us
             self.live_horizon_us = (
@@ -239,7 +245,25 @@ class DeviceSequencer:
         if self.live_horizon_us is None:
             return False
         waiting_since = stream.frontier_us if stream.frontier_us is not None else oldest.start_us
-        return self.live_horizon_us - waiting_since > self.reorder_window_us
+        return self.live_horizon_us - waiting_since > self.reorder_window_us and self._waited(
+            stream, oldest
+        )
+
+    def _waited(self, stream: StreamState, frame: Frame) -> bool:
+        """Whether the held ``frame`` has also waited half the window in wall time.
+
+        Live, device time and wall time run together and the device-time rule binds first
+        (a frame arrives when its data ends, and has waited most of the window by the time
+        live data ran the window past its start). Through a backlog
+        (a worker catching up, a replay faster than real time) device time runs far ahead of
+        the wall clock, and a broker that delivers a topic's queued messages slightly out of
+        order (mosquitto does, with its in-flight window full) must not turn frames that are
+        seconds of wall time late into gaps. Unknown arrival (restored from a checkpoint):
+        waited."""
+        arrived = stream.arrived_us.get(frame.seq)
+        if arrived is None or self.last_arrival_us is None:
+            return True
+        return self.last_arrival_us - arrived > self.reorder_window_us // 2
 
     def _declare_gap(
         self, kind: StreamKind, stream: StreamState, next_seq: int, oldest: Frame
@@ -267,8 +291,10 @@ class DeviceSequencer:
                 continue
             if len(self.streams[kind].pending) > self.max_pending:
                 continue
-            if self.live_horizon_us is not None and (
-                self.live_horizon_us - frame.start_us > self.reorder_window_us
+            if (
+                self.live_horizon_us is not None
+                and self.live_horizon_us - frame.start_us > self.reorder_window_us
+                and self._waited(self.streams[kind], frame)
             ):
                 continue
             return False

@@ -41,10 +41,15 @@ def sequencer(window_s: float = 5.0, max_pending: int = 10_000) -> DeviceSequenc
     return DeviceSequencer("dev-1", reorder_window_us=round(window_s * S), max_pending=max_pending)
 
 
-def feed(seq: DeviceSequencer, frames: list[Frame], transport: Transport) -> list[Frame]:
+def feed(
+    seq: DeviceSequencer, frames: list[Frame], transport: Transport, *, backlog: bool = False
+) -> list[Frame]:
+    """Offer frames in order, each arriving (wall clock) when its data ends, as live frames do;
+    ``backlog``: all within a few µs, as a queue built up at the broker is delivered."""
     out: list[Frame] = []
     for i, frame in enumerate(frames):
-        out.extend(seq.offer(frame, transport, T0 + i).released)
+        arrival = T0 + i if backlog else frame.end_us
+        out.extend(seq.offer(frame, transport, arrival).released)
     return out
 
 
@@ -181,3 +186,25 @@ def test_restored_positions_recognise_redelivered_frames_and_keep_held_ones() ->
     released += list(restored.flush().released)
     assert keys(released) == canonical(frames[10:])
     assert restored.streams[StreamKind.EMG].counters.frames == 10
+
+
+def test_a_backlog_delivered_out_of_order_loses_nothing() -> None:
+    """A broker delivering a queued backlog with frames 20 s of device time out of order, all
+    within a moment of wall time: held, not declared lost, released in canonical order."""
+    frames = night(60)
+    order = frames[:40] + frames[70:] + frames[40:70]  # seconds 20-34 come last
+    seq = sequencer(window_s=5.0)
+    released = feed(seq, order, LIVE, backlog=True)
+    assert keys(released) == canonical(frames)
+    assert all(s.counters.gaps == 0 and s.counters.late == 0 for s in seq.streams.values())
+
+
+def test_a_frame_lost_in_a_backlog_is_declared_once_the_wall_clock_has_waited_too() -> None:
+    frames = [f for f in night(30) if not (f.kind is StreamKind.EMG and f.seq == 10)]
+    seq = sequencer(window_s=4.0)
+    released = feed(seq, frames, LIVE, backlog=True)
+    assert [f.seq for f in released if f.kind is StreamKind.EMG] == list(range(10))
+    # three seconds of wall time later (more than half the window), the hole has stalled
+    later = seq.offer(emg(30), LIVE, T0 + 3 * S).released
+    assert [f.seq for f in later if f.kind is StreamKind.EMG][:2] == [11, 12]
+    assert seq.streams[StreamKind.EMG].counters.gaps == 1
