@@ -65,3 +65,15 @@ def test_summary_rows_read_the_result_documents() -> None:
     assert ("detector", "offline real-time factor", "25,000x") in rows
     assert ("detector", "neurokit2 time / ours", "300x") in rows
     assert len(rows) == 3
+
+
+@pytest.mark.slow
+def test_paired_runs_time_both_trees(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from bench import paired
+
+    root = Path(paired.__file__).resolve().parent.parent
+    assert paired.main([str(root), "--rounds", "1", "--hours", "0.05"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1 |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["other", "this"]
+    assert all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows)
+    assert paired.main([str(tmp_path)]) == 2
