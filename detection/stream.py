@@ -284,7 +284,16 @@ class StreamDetector:
                 f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
             )
         current = None if acc is None else (acc.anchor_us, acc.n_samples)
-        runs = _contiguous_runs(arrays, [s for _, s in parts], rate, current)
+        starts = [s for _, s in parts]
+        runs = _contiguous_runs(arrays, starts, rate, current)
+        oldest = starts[0] if acc is None or not acc.time_us.size else int(acc.time_us[0])
+        if starts[-1] - oldest > ACC_MAX_HISTORY_S * 1e6:
+            # beyond the history kept, chunk-by-chunk decisions read history that a joined
+            # push would already have forgotten: push them one at a time (all checked above)
+            events: list[DetectorEvent] = []
+            for x, start in zip(arrays, starts, strict=True):
+                events.extend(self.push_acc(x, start, rate))
+            return events
         if acc is None:
             acc = AccState.create(rate)
             st.acc = acc

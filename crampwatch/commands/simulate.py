@@ -84,6 +84,15 @@ class _Bar:
             self.done = 0
 
 
+_FRAME_S_OPTION: Any = typer.Option(
+    None,
+    "--frame-s",
+    min=0.05,
+    max=60.0,
+    help="Frame length, s (default 1 live; for --sync the longest up to 30 s).",
+)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("simulate")
     def simulate_command(
@@ -95,13 +104,7 @@ def register(app: typer.Typer) -> None:
         ),
         sync: bool = typer.Option(False, "--sync", help="End-of-night bulk sync topics."),
         json_frames: bool = typer.Option(False, "--json", help="JSON frames, not binary."),
-        frame_s: float | None = typer.Option(
-            None,
-            "--frame-s",
-            min=0.05,
-            max=60.0,
-            help="Frame length, s (default 1 live; for --sync the longest up to 30 s).",
-        ),
+        frame_s: float | None = _FRAME_S_OPTION,
         scenario: str | None = typer.Option(
             None, "--scenario", help=f"Fix the scenario: {', '.join(SCENARIOS)}."
         ),
@@ -189,13 +192,7 @@ def register(app: typer.Typer) -> None:
         ),
         sync: bool = typer.Option(False, "--sync", help="End-of-night bulk sync topics."),
         json_frames: bool = typer.Option(False, "--json", help="JSON frames, not binary."),
-        frame_s: float | None = typer.Option(
-            None,
-            "--frame-s",
-            min=0.05,
-            max=60.0,
-            help="Frame length, s (default 1 live; for --sync the longest up to 30 s).",
-        ),
+        frame_s: float | None = _FRAME_S_OPTION,
         labels_path: Path | None = typer.Option(
             None, "--labels", help="Labels JSON whose frame faults to apply (default: none)."
         ),

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from detection import StreamDetector
 from detection.errors import DetectorInputError, DetectorTimeError
 from detection.events import DetectorEvent, QualityEvent, QualityFlag
+from tests.detection import synth
 from tests.detection.test_stream import ACC_RATE, EMG_RATE, T0_US, busy_night
 
 Push = tuple[str, np.ndarray, int]  # kind ("emg"/"acc"), samples, start_us
@@ -136,3 +137,34 @@ def test_a_bad_chunk_raises_and_changes_nothing() -> None:
         detector.push_emg_parts([(np.zeros((100, 2)), T0_US + 1_000_000)], EMG_RATE)
     assert detector.snapshot() == before
     assert detector.push_emg_parts([], EMG_RATE) == []
+
+
+def test_accelerometer_parts_beyond_the_history_kept_match_one_at_a_time() -> None:
+    """72 min of accelerometer in one call while the EMG waits at its first minute: more
+    than the hour of history kept, so the call pushes chunk by chunk, with the same result."""
+    rng = np.random.default_rng(12)
+    duration_s = 4320.0
+    emg = synth.rest(rng, duration_s, 500.0)
+    acc = synth.accelerometer(rng, duration_s, 12.5)
+    pushes: list[Push] = [("emg", emg[:30_000], T0_US)]
+    pushes += [("acc", acc[k : k + 125], T0_US + k * 80_000) for k in range(0, acc.shape[0], 125)]
+    pushes += [
+        ("emg", emg[k : k + 30_000], T0_US + k * 2_000) for k in range(30_000, emg.shape[0], 30_000)
+    ]
+
+    def run(joined: bool) -> tuple[list[DetectorEvent], list, bytes]:
+        detector = StreamDetector("dev-1")
+        events: list[DetectorEvent] = []
+        accs = [(x, t) for kind, x, t in pushes if kind == "acc"]
+        for n, (kind, x, start) in enumerate(pushes):
+            if kind == "emg":
+                events += detector.push_emg(x, start, 500.0)
+            elif not joined:
+                events += detector.push_acc(x, start, 12.5)
+            elif n == 1:  # the first accelerometer chunk: all of them in one call
+                events += detector.push_acc_parts(accs, 12.5)
+        series = detector.pop_series()
+        snapshot = detector.snapshot()
+        return events + detector.finish(), series + detector.pop_series(), snapshot
+
+    assert run(joined=True) == run(joined=False)
