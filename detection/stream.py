@@ -157,11 +157,7 @@ class StreamDetector:
         rate = check_rate(rate_hz, "EMG", EMG_RATE_RANGE_HZ)
         start = check_time(start_us)
         emg = st.emg
-        if emg is None:
-            emg = EmgStream.create(st.config, rate, x.shape[1], st.notch_hz)
-            st.emg = emg
-            emg.start_segment(x[0], start)
-        else:
+        if emg is not None:
             if rate != emg.rate_hz:
                 raise DetectorRateError(
                     f"EMG rate changed from {emg.rate_hz:g} Hz to {rate:g} Hz mid-stream"
@@ -170,20 +166,7 @@ class StreamDetector:
                 raise DetectorInputError(
                     f"EMG channel count changed from {emg.channels} to {x.shape[1]}"
                 )
-            expected = emg.sample_time_us(emg.n_samples)
-            if chunk_jump(start, expected, rate) > 0:
-                st.gaps.append((expected, start))
-                emg.start_segment(x[0], start)
-            else:
-                # Contiguous within jitter: follow the device clock so that drift between its
-                # time stamps and its sample clock (tens of ppm) never accumulates into a gap.
-                emg.anchor_us += start - expected
-        blocks, seconds = emg.ingest(x)
-        if blocks is not None:
-            st.pending = BlockBatch.join(st.pending, blocks)
-        if seconds is not None:
-            st.seconds.append(seconds)
-        return self._advance(final=False)
+        return self._take_emg([x], [start], rate)
 
     def push_acc(self, samples_g: Any, start_us: int, rate_hz: float) -> list[DetectorEvent]:
         """Feed an accelerometer chunk.
@@ -203,24 +186,11 @@ class StreamDetector:
         rate = check_rate(rate_hz, "ACC", ACC_RATE_RANGE_HZ)
         start = check_time(start_us)
         acc = st.acc
-        if acc is None:
-            acc = AccState.create(rate)
-            st.acc = acc
-            acc.start_segment(x[0], start)
-        else:
-            if rate != acc.rate_hz:
-                raise DetectorRateError(
-                    f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
-                )
-            expected = acc.anchor_us + round(acc.n_samples * 1e6 / acc.rate_hz)
-            if chunk_jump(start, expected, rate) > 0:
-                acc.start_segment(x[0], start)
-            else:
-                acc.anchor_us += start - expected  # follow the device clock (see push_emg)
-        acc.push(x)
-        if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
-            acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
-        return self._advance(final=False)
+        if acc is not None and rate != acc.rate_hz:
+            raise DetectorRateError(
+                f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
+            )
+        return self._take_acc([x], [start], rate)
 
     def push_emg_parts(
         self, parts: Sequence[tuple[Any, int]], rate_hz: float
@@ -250,22 +220,7 @@ class StreamDetector:
             raise DetectorRateError(
                 f"EMG rate changed from {emg.rate_hz:g} Hz to {rate:g} Hz mid-stream"
             )
-        current = None if emg is None else (emg.anchor_us, emg.n_samples)
-        runs = _contiguous_runs(arrays, [s for _, s in parts], rate, current)
-        if emg is None:
-            emg = EmgStream.create(st.config, rate, channels, st.notch_hz)
-            st.emg = emg
-        for run in runs:
-            if run.new_segment:
-                if run.gap_from_us is not None:
-                    st.gaps.append((run.gap_from_us, run.start_us))
-                emg.start_segment(run.samples[0], run.start_us)
-            blocks, seconds = emg.ingest(run.samples, run.anchors)
-            if blocks is not None:
-                st.pending = BlockBatch.join(st.pending, blocks)
-            if seconds is not None:
-                st.seconds.append(seconds)
-        return self._advance(final=False)
+        return self._take_emg(arrays, [check_time(start) for _, start in parts], rate)
 
     def push_acc_parts(
         self, parts: Sequence[tuple[Any, int]], rate_hz: float
@@ -283,24 +238,55 @@ class StreamDetector:
             raise DetectorRateError(
                 f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
             )
-        current = None if acc is None else (acc.anchor_us, acc.n_samples)
-        starts = [s for _, s in parts]
-        runs = _contiguous_runs(arrays, starts, rate, current)
+        starts = [check_time(start) for _, start in parts]
         oldest = starts[0] if acc is None or not acc.time_us.size else int(acc.time_us[0])
         if starts[-1] - oldest > ACC_MAX_HISTORY_S * 1e6:
             # beyond the history kept, chunk-by-chunk decisions read history that a joined
             # push would already have forgotten: push them one at a time (all checked above)
+            _contiguous_runs(arrays, starts, rate, _position(acc))  # time errors before any use
             events: list[DetectorEvent] = []
             for x, start in zip(arrays, starts, strict=True):
-                events.extend(self.push_acc(x, start, rate))
+                events.extend(self._take_acc([x], [start], rate))
             return events
+        return self._take_acc(arrays, starts, rate)
+
+    def _take_emg(
+        self, arrays: list[FloatArray], starts: list[int], rate: float
+    ) -> list[DetectorEvent]:
+        """Checked consecutive EMG chunks into the stream: follow the device clock, start a
+        segment at a gap, filter and grid the samples, decide what can be decided."""
+        st = self._state
+        emg = st.emg
+        runs = _contiguous_runs(arrays, starts, rate, _position(emg))  # raises before changes
+        if emg is None:
+            emg = EmgStream.create(st.config, rate, arrays[0].shape[1], st.notch_hz)
+            st.emg = emg
+        for run in runs:
+            if run.new_segment:
+                if run.gap_from_us is not None:
+                    st.gaps.append((run.gap_from_us, run.start_us))
+                emg.start_segment(run.samples[0], run.start_us)
+            blocks, seconds = emg.ingest(run.samples, run.anchors_for(emg))
+            if blocks is not None:
+                st.pending = BlockBatch.join(st.pending, blocks)
+            if seconds is not None:
+                st.seconds.append(seconds)
+        return self._advance(final=False)
+
+    def _take_acc(
+        self, arrays: list[FloatArray], starts: list[int], rate: float
+    ) -> list[DetectorEvent]:
+        """Checked consecutive accelerometer chunks into the history (as :meth:`_take_emg`)."""
+        st = self._state
+        acc = st.acc
+        runs = _contiguous_runs(arrays, starts, rate, _position(acc))  # raises before changes
         if acc is None:
             acc = AccState.create(rate)
             st.acc = acc
         for run in runs:
             if run.new_segment:
                 acc.start_segment(run.samples[0], run.start_us)
-            acc.push(run.samples, run.anchors)
+            acc.push(run.samples, run.anchors_for(acc))
             if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
                 acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
         return self._advance(final=False)
@@ -498,6 +484,19 @@ class _Run:
     new_segment: bool  # the run starts a segment (first data, or after a gap)
     gap_from_us: int | None  # expected start when the run follows a gap
 
+    def anchors_for(self, stream: EmgStream | AccState) -> PartAnchors | None:
+        """The anchors ``ingest``/``push`` need; a run of one chunk sets the stream's anchor
+        here instead, which keeps the usual one-chunk push on its cheaper path."""
+        if self.anchors.anchors.shape[0] > 1:
+            return self.anchors
+        stream.anchor_us = int(self.anchors.anchors[0])
+        return None
+
+
+def _position(stream: EmgStream | AccState | None) -> tuple[int, int] | None:
+    """A stream's anchor and sample count, which decide where the next chunk belongs."""
+    return None if stream is None else (stream.anchor_us, stream.n_samples)
+
 
 def _contiguous_runs(
     arrays: list[FloatArray],
@@ -508,9 +507,9 @@ def _contiguous_runs(
     """Split checked chunks into contiguous runs, following the device clock exactly as
     chunk-by-chunk pushes do (``current``: the stream's anchor and sample count, if any).
 
-    Raises before anything changes: a bad start time, or time going backwards.
+    Raises before anything changes when time goes backwards.
     """
-    times = [check_time(s) for s in starts]
+    times = starts
     runs: list[_Run] = []
     pieces: list[FloatArray] = []
     ends: list[int] = []

@@ -434,10 +434,7 @@ class IngestWorker:
         detector = device.detector
         assert detector is not None
         try:
-            if frame.kind is StreamKind.EMG:
-                events = detector.push_emg(frame.physical(), frame.start_us, frame.rate_hz)
-            else:
-                events = detector.push_acc(frame.physical(), frame.start_us, frame.rate_hz)
+            events = _push_frame(detector, frame)
         except DetectorError as exc:
             log.warning(
                 "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
@@ -640,15 +637,17 @@ def _replay(detector: Detector, frames: Sequence[Frame]) -> None:
     """Push logged frames into a restored detector again and drop what they produce: their
     events and series were stored and handed to the sinks when the frames were first pushed."""
     for frame in frames:
-        samples = frame.physical()
         try:
-            if frame.kind is StreamKind.EMG:
-                detector.push_emg(samples, frame.start_us, frame.rate_hz)
-            else:
-                detector.push_acc(samples, frame.start_us, frame.rate_hz)
+            _push_frame(detector, frame)
         except ValueError:  # refused the first time too (dead-lettered then); same state now
             continue
     detector.pop_series()
+
+
+def _push_frame(detector: Detector, frame: Frame) -> list[DetectorEvent]:
+    """Push one frame into the detector stream of its kind."""
+    push = detector.push_emg if frame.kind is StreamKind.EMG else detector.push_acc
+    return push(frame.physical(), frame.start_us, frame.rate_hz)
 
 
 def _letter(item: Inbound, reason: str, detail: str) -> DeadLetter:
