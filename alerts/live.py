@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, or_, select, update
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -139,7 +139,9 @@ class LiveAlertSink:
         self._lock = threading.RLock()
         self._inflight: dict[str, tuple[PublishReceipt, int]] = {}
         self._last_republish_us = 0
-        self._paused_count: int | None = None  # None: unknown, ask the database
+        # paused and closing lifecycles as of the last transaction (None: unknown, ask the
+        # database); a call with nothing due by them skips the query that resolves them
+        self._waiting: list[_Waiting] | None = None
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
         create_alert_tables(engine)
@@ -193,21 +195,21 @@ class LiveAlertSink:
         with self._lock:
             outbound: list[OutboundEvent] = []
             webhooks = False
-            if episode_events or self._paused_count != 0:
+            if episode_events or self._waiting != []:
                 try:
                     with Session(self._engine) as session, session.begin():
                         context = _Context(session, now_us, arrival_us, outbound, {})
                         for event in episode_events:
                             self._apply(context, event)
-                        self._resolve_due(context, device_id, device_now_us)
+                        if context.states_changed or self._any_due(
+                            device_id, device_now_us, arrival_us
+                        ):
+                            self._resolve_due(context, device_id, device_now_us)
                         webhooks = context.webhooks_added
-                        self._paused_count = session.scalar(
-                            select(func.count())
-                            .select_from(AlertLifecycle)
-                            .where(AlertLifecycle.state.in_(("paused", "closing")))
-                        )
+                        if context.states_changed or self._waiting is None:
+                            self._waiting = self._load_waiting(session)
                 except SQLAlchemyError as exc:
-                    self._paused_count = None
+                    self._waiting = None
                     raise AlertStateUnavailable(f"alert state not written: {exc}") from exc
             return self._after_commit(outbound, webhooks, now_us)
 
@@ -307,6 +309,7 @@ class LiveAlertSink:
                 else:
                     lifecycle.state = "paused"
                     lifecycle.paused_at_us = ctx.arrival_us
+                    ctx.states_changed = True
         elif lifecycle.active_episode_id == episode.episode_id:
             lifecycle.active_seen_us = max(lifecycle.active_seen_us or event.at_us, event.at_us)
             lifecycle.open_episode_s = episode.duration_s
@@ -343,11 +346,13 @@ class LiveAlertSink:
             ):
                 current.state = "open"
                 current.paused_at_us = None
+                ctx.states_changed = True
                 current.episode_count += 1
                 return current
             if current.state == "open":
                 current.state = "closing"
                 current.paused_at_us = ctx.arrival_us
+                ctx.states_changed = True
             else:
                 self._resolve(ctx, current)
         alert_id = stable_id("alert", episode.episode_id)
@@ -375,6 +380,7 @@ class LiveAlertSink:
             resolved_us=None,
         )
         session.add(lifecycle)
+        ctx.states_changed = True
         started = CrampAlert(
             type=AlertType.CRAMP_STARTED,
             event_id=stable_id(alert_id, str(AlertType.CRAMP_STARTED)),
@@ -396,6 +402,46 @@ class LiveAlertSink:
         )
         self._emit(ctx, started)
         return lifecycle
+
+    def _hold_us(self, onset_us: int, confirmed_us: int) -> int:
+        """How long a paused lifecycle waits past its pause (wall clock) or its offset (device
+        time) before it resolves, µs: the merge gap plus its confirmation delay."""
+        return self._gap_us + (confirmed_us - onset_us) if self._gap_us > 0 else 0
+
+    def _load_waiting(self, session: Session) -> list[_Waiting]:
+        rows = session.execute(
+            select(
+                AlertLifecycle.device_id,
+                AlertLifecycle.state,
+                AlertLifecycle.paused_at_us,
+                AlertLifecycle.offset_device_us,
+                AlertLifecycle.onset_device_us,
+                AlertLifecycle.confirmed_device_us,
+            ).where(AlertLifecycle.state.in_(("paused", "closing")))
+        ).all()
+        return [
+            _Waiting(device, state, paused_at, offset, self._hold_us(onset, confirmed))
+            for device, state, paused_at, offset, onset, confirmed in rows
+        ]
+
+    def _any_due(self, device_id: str | None, device_now_us: int | None, arrival_us: int) -> bool:
+        """Whether :meth:`_resolve_due` could find a lifecycle to resolve, judged from the
+        waiting lifecycles of the last transaction (True when they are unknown). The same
+        conditions as its query, so a False here means the query would find nothing."""
+        if self._waiting is None:
+            return True
+        for w in self._waiting:
+            if w.state == "closing":
+                if w.paused_at_us is not None and w.paused_at_us + self._end_wait_us <= arrival_us:
+                    return True
+            elif (w.paused_at_us is not None and w.paused_at_us + w.hold_us <= arrival_us) or (
+                w.device_id == device_id
+                and device_now_us is not None
+                and w.offset_device_us is not None
+                and w.offset_device_us + w.hold_us <= device_now_us
+            ):
+                return True
+        return False
 
     def _resolve_due(self, ctx: _Context, device_id: str | None, device_now_us: int | None) -> None:
         # Hold for the gap plus the lifecycle's confirmation delay: an episode resuming just
@@ -431,6 +477,7 @@ class LiveAlertSink:
             lifecycle.open_episode_s = 0.0
         lifecycle.state = "resolved"
         lifecycle.resolved_us = ctx.now_us
+        ctx.states_changed = True
         offset_us = lifecycle.offset_device_us or lifecycle.onset_device_us
         episode_ids = tuple(
             ctx.session.scalars(
@@ -592,6 +639,18 @@ class _Context:
     outbound: list[OutboundEvent]
     subscriptions: dict[str, list[WebhookSubscription]]
     webhooks_added: bool = False
+    states_changed: bool = False  # a lifecycle was created or changed state
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A paused or closing lifecycle: what deciding whether it is due needs."""
+
+    device_id: str
+    state: str
+    paused_at_us: int | None  # wall clock
+    offset_device_us: int | None
+    hold_us: int  # see LiveAlertSink._hold_us
 
 
 def _offset_estimate_us(lifecycle: AlertLifecycle) -> int:

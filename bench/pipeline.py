@@ -120,7 +120,6 @@ def pipeline(
     workdir: Path, backend: Backend, *, alerts: bool = True, finish_after_s: float = 3.0
 ) -> Iterator[Pipeline]:
     """Start mosquitto (+ influxd), a worker with the store and the alert sink; stop them after."""
-    from sqlalchemy import create_engine
 
     from ingest.detectors import StreamDetectorFactory
     from ingest.intake import BrokerConfig
@@ -152,10 +151,13 @@ def pipeline(
         inner = None
         if alerts:
             from alerts.live import LiveAlertSink
+            from storage.metadata.db import MetadataDB
 
             publisher = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-out"))
-            engine = create_engine(f"sqlite:///{workdir / 'alerts.sqlite'}")
-            inner = LiveAlertSink(engine, publisher)
+            # the service's metadata database, with its engine settings (WAL, synchronous=NORMAL)
+            metadata = MetadataDB(f"sqlite:///{workdir / 'metadata.sqlite'}")
+            stack.callback(metadata.engine.dispose)
+            inner = LiveAlertSink(metadata.engine, publisher)
         timer = AlertTimer(inner)
         subscriber = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-in"))
         online = threading.Event()

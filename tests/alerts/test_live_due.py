@@ -1,0 +1,91 @@
+"""The live sink's in-memory check of due lifecycles against always asking the database."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from alerts.live import LiveAlertSink
+from detection.events import QualityEvent, QualityFlag
+from tests.alerts.builders import NIGHT_START_US, S, by_time, episode_events
+from tests.alerts.conftest import sqlite_engine
+
+
+class AlwaysQueries(LiveAlertSink):
+    """The sink as it was before the check: every transaction runs the resolving query."""
+
+    def _any_due(self, device_id: str | None, device_now_us: int | None, arrival_us: int) -> bool:
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now_us = NIGHT_START_US
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+episode = st.tuples(
+    st.sampled_from(["dev-a", "dev-b", "dev-c"]),
+    st.floats(0, 600),  # onset, s into the night
+    st.floats(2, 90),  # duration, s
+    st.sampled_from([0.0, 0.0, 30.0, 200.0]),  # how late the end is reported, s
+    st.booleans(),  # whether the end is reported at all
+)
+step = st.tuples(
+    # how far the arrival clock is ahead of device time at this event, µs
+    st.sampled_from([0, 0, 500_000, 5_000_000, 15_000_000, 40_000_000]),
+    # a quality event of the same device this much later in device time (s), or none
+    st.sampled_from([None, None, 5.0, 11.0, 12.0, 30.0]),
+    st.booleans(),  # a tick follows
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    episodes=st.lists(episode, min_size=1, max_size=6),
+    steps=st.lists(step, min_size=1, max_size=80),
+    gap_s=st.sampled_from([0.0, 10.0]),
+)
+def test_skipping_the_resolving_query_when_nothing_is_due_changes_no_alert(
+    episodes: list[tuple[str, float, float, float, bool]],
+    steps: list[tuple[int, float | None, bool]],
+    gap_s: float,
+) -> None:
+    streams = []
+    for device, onset_s, duration_s, delay_s, reported in episodes:
+        events = episode_events(device, onset_s, duration_s, end_report_delay_s=delay_s)
+        streams.append(events if reported else events[:-1])
+    events = list(by_time(streams))
+    with tempfile.TemporaryDirectory() as tmp:
+        outcomes = []
+        for cls in (LiveAlertSink, AlwaysQueries):
+            engine = sqlite_engine(Path(tmp) / f"{cls.__name__}.db")
+            clock = Clock()
+            sink = cls(engine, None, merge_gap_s=gap_s, end_wait_s=120.0, clock_us=clock)
+            for k, event in enumerate(events):
+                ahead_us, quality_after_s, tick = steps[k % len(steps)]
+                arrival_us = event.at_us + ahead_us
+                clock.now_us = arrival_us
+                device = event.episode.device_id
+                sink.handle(device, [event], arrival_us)
+                if quality_after_s is not None:
+                    later = event.at_us + round(quality_after_s * S)
+                    quality = QualityEvent(device, QualityFlag.GAP, later, None, later)
+                    sink.handle(device, [quality], arrival_us)
+                if tick:
+                    sink.tick(arrival_us + ahead_us)
+            clock.now_us = events[-1].at_us + 400 * S
+            sink.tick()
+            outcomes.append(
+                (
+                    sink.lifecycles(),
+                    [(r.event_id, r.event_type, r.body) for r in sink.outbox()],
+                )
+            )
+            engine.dispose()
+    assert outcomes[0] == outcomes[1]
