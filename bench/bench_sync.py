@@ -2,9 +2,10 @@
 
 A wearable that was offline all night uploads it on the ``sync/`` topics as fast as the broker
 acknowledges; the clock runs from the first frame published until every frame is
-acknowledged by the worker and the night's episodes are in the store (SQLite). Timed with the
-simulator's sync frames (the longest the protocol allows, 30 s at 1 kHz) and, for a device
-that uploads its live-sized 1 s frames, with those.
+acknowledged by the worker and the night's episodes are in the store (SQLite). The wearable
+is the simulator in a process of its own (it builds the night before the clock starts).
+Timed with the simulator's sync frames (the longest the protocol allows, 30 s at 1 kHz)
+and, for a device that uploads its live-sized 1 s frames, with those.
 
     python -m bench.bench_sync [--quick] [--hours 8]
 """
@@ -19,18 +20,24 @@ from typing import Any
 
 from bench.bench_e2e import device_nights, stored_vs_labelled
 from bench.common import median, parser, table, write_result
-from bench.pipeline import pipeline, wait_drained, wait_episodes_closed
+from bench.pipeline import child_publisher, pipeline, wait_drained, wait_episodes_closed
 
 NAME = "sync"
 
 
-def run_once(nights: list[Any], workdir: Path, frame_s: float | None) -> dict[str, Any]:
-    from simulator.publisher import PublishOptions, publish_nights
+def run_once(
+    nights: list[Any], hours: float, seed: int, workdir: Path, frame_s: float | None
+) -> dict[str, Any]:
+    from simulator.publisher import PublishOptions
 
     options = PublishOptions(speed=None, sync=True, frame_faults=False, frame_s=frame_s)
-    with pipeline(workdir, "sqlite", alerts=False, finish_after_s=1.0) as p:
+    with (
+        pipeline(workdir, "sqlite", alerts=False, finish_after_s=1.0) as p,
+        child_publisher(len(nights), hours * 3600, seed, p.broker_url, options) as publisher,
+    ):
         t0 = time.perf_counter()
-        report = publish_nights(nights, p.broker_url, options)
+        publisher.go()
+        report = publisher.report(timeout_s=900)
         wait_drained(p.worker, report.frames_acked, timeout_s=900)
         # An episode still open at the end of the upload closes when the worker finishes the
         # device's detector (``finish_after_s`` of wall time after its last frame).
@@ -62,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix="bench-sync-") as tmp:
-                results.append(run_once(nights, Path(tmp), frame_s))
+                results.append(run_once(nights, hours, args.seed, Path(tmp), frame_s))
         seconds = [r["seconds"] for r in results]
         last = results[-1]
         rows.append(
