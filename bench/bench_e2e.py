@@ -7,6 +7,11 @@ ACC each), episodes stored vs labelled cramps, confirmation -> alert latency (ar
 confirming frame at the worker -> alert received by a subscriber), peak memory.
 
     python -m bench.bench_e2e [--quick] [--devices 10] [--minutes 20] [--backends sqlite influx]
+        [--runs 3]
+
+Each store is run ``--runs`` times, each run on fresh servers and directories: throughput
+figures are the medians of the runs (their range is kept in the JSON), alert latency
+percentiles are over the alerts of all runs pooled.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import parser, percentile, table, write_result
+from bench.common import median, parser, percentile, table, write_result
 from bench.pipeline import (
     child_publisher,
     pipeline,
@@ -125,6 +130,7 @@ def run_case(
         "alerts_timed": len(latencies),
         "alert_p50_ms": percentile(latencies, 50),
         "alert_p99_ms": percentile(latencies, 99),
+        "alert_latencies_ms": latencies,
         "rss_peak_mb": rss_peak_mb(),
         "rss_growth_mb": rss_peak_mb() - rss_before,
         "dead_letters": stats.dead_letters,
@@ -135,14 +141,51 @@ def run_case(
     }
 
 
+MEDIAN_FIGURES = (
+    "frames_per_s",
+    "samples_per_s",
+    "live_wearers",
+    "elapsed_s",
+    "publish_s",
+    "worker_cpu_s",
+)
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One store's runs as one case: medians of the throughput figures, latency percentiles
+    over every run's alerts, the worst of the counts that should be zero."""
+    case = {k: v for k, v in runs[-1].items() if k != "alert_latencies_ms"}
+    for key in MEDIAN_FIGURES:
+        values = [r[key] for r in runs]
+        case[key] = median(values)
+        case[f"{key}_range"] = [min(values), max(values)]
+    latencies = [ms for r in runs for ms in r["alert_latencies_ms"]]
+    case["alerts_timed"] = len(latencies)
+    case["alert_p50_ms"] = percentile(latencies, 50)
+    case["alert_p99_ms"] = percentile(latencies, 99)
+    for key in ("late_frames", "gaps_declared", "dead_letters"):
+        case[key] = max(r[key] for r in runs)
+    case["rss_peak_mb"] = max(r["rss_peak_mb"] for r in runs)
+    case["episodes_per_run"] = [r["episodes"] for r in runs]
+    case["runs"] = len(runs)
+    return case
+
+
+def _with_range(case: dict[str, Any], key: str) -> str:
+    """A median figure, with the range of the runs when there were several."""
+    low, high = case.get(f"{key}_range", (case[key], case[key]))
+    text = f"{case[key]:,.0f}"
+    return text if case.get("runs", 1) < 2 else f"{text} ({low:,.0f}-{high:,.0f})"
+
+
 def render(cases: list[dict[str, Any]]) -> str:
     rows = [
         (
             c["backend"],
-            str(c["devices"]),
-            f"{c['frames_per_s']:,.0f}",
+            f"{c['devices']} x {c['runs']} runs",
+            _with_range(c, "frames_per_s"),
             f"{c['samples_per_s']:,.0f}",
-            f"{c['live_wearers']:,.0f}",
+            _with_range(c, "live_wearers"),
             f"{c['episodes']['stored']} / {c['episodes']['labelled']} "
             f"({c['episodes']['matched']} matched)",
             f"{c['alert_p50_ms']:.0f} / {c['alert_p99_ms']:.0f} (n={c['alerts_timed']})",
@@ -154,7 +197,7 @@ def render(cases: list[dict[str, Any]]) -> str:
         rows,
         (
             "store",
-            "devices",
+            "devices x runs",
             "frames/s",
             "samples/s",
             "live wearers/worker",
@@ -171,23 +214,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
     p.add_argument("--backends", nargs="+", default=["sqlite", "influx"])
     p.add_argument("--timeout", type=float, default=600.0, help="Longest wait for the worker, s.")
+    p.set_defaults(runs=3)
     args = p.parse_args(argv)
+    runs = 1 if args.quick else max(1, args.runs)
     devices = args.devices or (2 if args.quick else 10)
     minutes = args.minutes or (3.0 if args.quick else 20.0)
     nights = device_nights(devices, minutes * 60, args.seed)
     cases = []
     for backend in args.backends:
-        with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
-            cases.append(
-                run_case(
-                    backend,
-                    nights,
-                    Path(tmp),
-                    args.timeout,
-                    seed=args.seed,
-                    duration_s=minutes * 60,
+        results = []
+        for _ in range(runs):
+            with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
+                results.append(
+                    run_case(
+                        backend,
+                        nights,
+                        Path(tmp),
+                        args.timeout,
+                        seed=args.seed,
+                        duration_s=minutes * 60,
+                    )
                 )
-            )
+        cases.append(combine(results) | {"per_run": results})
     print(render(cases))
     payload = {"minutes_per_device": minutes, "cases": cases}
     print(f"wrote {write_result(args.out, NAME, payload, quick=args.quick)}")

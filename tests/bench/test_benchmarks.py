@@ -77,3 +77,24 @@ def test_paired_runs_time_both_trees(capsys: pytest.CaptureFixture[str], tmp_pat
     assert [row.split("|")[2].strip() for row in rows] == ["other", "this"]
     assert all(float(row.split("|")[4].replace(",", "")) > 0 for row in rows)
     assert paired.main([str(tmp_path)]) == 2
+
+
+def test_e2e_runs_combine_into_medians_pooled_latencies_and_the_worst_counts() -> None:
+    def run(rate: float, latencies: list[float], late: int) -> dict[str, object]:
+        figures = {key: rate for key in bench_e2e.MEDIAN_FIGURES}
+        return figures | {
+            "backend": "sqlite",
+            "alert_latencies_ms": latencies,
+            "late_frames": late,
+            "gaps_declared": 0,
+            "dead_letters": 0,
+            "rss_peak_mb": rate / 10,
+            "episodes": {"stored": 1, "labelled": 1, "matched": 1},
+        }
+
+    runs = [run(100.0, [1.0, 2.0], 0), run(300.0, [3.0], 2), run(200.0, [4.0, 5.0, 6.0], 1)]
+    case = bench_e2e.combine(runs)
+    assert case["live_wearers"] == 200.0 and case["live_wearers_range"] == [100.0, 300.0]
+    assert case["alerts_timed"] == 6 and case["alert_p50_ms"] == 3.5  # over all runs' alerts
+    assert case["late_frames"] == 2 and case["rss_peak_mb"] == 30.0 and case["runs"] == 3
+    assert "alert_latencies_ms" not in case
