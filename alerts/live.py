@@ -20,14 +20,15 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from sqlalchemy import Engine, or_, select, update
+from sqlalchemy import Engine, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from alerts.messages import AlertMessageError, AlertType, CrampAlert, alerts_topic, stable_id
 from alerts.models import AlertEpisodeLink, AlertLifecycle, AlertOutboxEvent, create_alert_tables
+from alerts.mqtt_outbox import MqttOutbox, MqttPublisher
 from alerts.outbox import OutboundEvent, OutboxRecord, record_event, to_record
 from alerts.preferences import Channel, load_preferences, route
 from alerts.webhooks import WebhookDirectory, WebhookSubscription, subscriptions_for
@@ -38,24 +39,6 @@ log = logging.getLogger(__name__)
 
 class AlertStateUnavailable(RuntimeError):
     """The alert database could not be read or written; the events were not taken."""
-
-
-class PublishReceipt(Protocol):
-    """What ``publish`` returns (paho-mqtt's ``MQTTMessageInfo`` fits)."""
-
-    rc: int
-
-    def is_published(self) -> bool: ...
-
-    def wait_for_publish(self, timeout: float | None = None) -> None: ...
-
-
-class MqttPublisher(Protocol):
-    """A connected MQTT client with its network loop running (paho-mqtt 2.x ``Client`` fits)."""
-
-    def publish(
-        self, topic: str, payload: str | bytes | None = None, qos: int = 0, retain: bool = False
-    ) -> PublishReceipt: ...
 
 
 @dataclass(frozen=True)
@@ -127,18 +110,20 @@ class LiveAlertSink:
         if merge_gap_s < 0:
             raise ValueError(f"merge_gap_s must be >= 0, got {merge_gap_s}")
         self._engine = engine
-        self._publisher = publisher
         self._directory = directory
         self._wearer_of = wearer_of
         self._gap_us = int(merge_gap_s * 1_000_000)
-        self._publish_timeout_s = publish_timeout_s
-        self._republish_after_us = int(republish_after_s * 1_000_000)
         self._end_wait_us = int(end_wait_s * 1_000_000)
         self._clock_us = clock_us
+        self._mqtt = MqttOutbox(
+            engine,
+            publisher,
+            publish_timeout_s=publish_timeout_s,
+            republish_after_s=republish_after_s,
+            clock_us=clock_us,
+        )
         self._on_webhook_work = on_webhook_work
         self._lock = threading.RLock()
-        self._inflight: dict[str, tuple[PublishReceipt, int]] = {}
-        self._last_republish_us = 0
         # paused and closing lifecycles as of the last transaction (None: unknown, ask the
         # database); a call with nothing due by them skips the query that resolves them
         self._waiting: list[_Waiting] | None = None
@@ -546,87 +531,7 @@ class LiveAlertSink:
     def _after_commit(self, outbound: list[OutboundEvent], webhooks: bool, now_us: int) -> int:
         if webhooks and self._on_webhook_work is not None:
             self._on_webhook_work()
-        sent = self._publish([e for e in outbound if e.mqtt_topic is not None], now_us)
-        if now_us - self._last_republish_us >= 1_000_000:
-            sent += self._republish(now_us)
-        return sent
-
-    def _publish(self, events: Sequence[OutboundEvent], now_us: int) -> int:
-        """Publish (QoS 1), wait up to the timeout for PUBACKs, record the acknowledged ones."""
-        if self._publisher is None or not events:
-            return 0
-        receipts: list[tuple[str, PublishReceipt]] = []
-        for event in events:
-            if event.mqtt_topic is None:
-                continue
-            receipt = self._publisher.publish(event.mqtt_topic, event.body.encode(), qos=1)
-            self._inflight[event.event_id] = (receipt, now_us)
-            receipts.append((event.event_id, receipt))
-        deadline = time.monotonic() + self._publish_timeout_s
-        acked: dict[str, int] = {}
-        for event_id, receipt in receipts:
-            try:
-                receipt.wait_for_publish(max(0.0, deadline - time.monotonic()))
-            except (RuntimeError, ValueError) as exc:  # not connected / queue full
-                log.warning("alert %s not published yet: %s", event_id, exc)
-                continue
-            if _acked(receipt):
-                acked[event_id] = self._clock_us()
-        self._mark_published(acked, {event_id for event_id, _ in receipts})
-        return len(acked)
-
-    def _republish(self, now_us: int) -> int:
-        """Publish again the recorded events whose PUBACK was never seen."""
-        if self._publisher is None:
-            return 0
-        self._last_republish_us = now_us
-        with Session(self._engine) as session:
-            rows = session.scalars(
-                select(AlertOutboxEvent)
-                .where(
-                    AlertOutboxEvent.mqtt_topic.is_not(None),
-                    AlertOutboxEvent.published_us.is_(None),
-                )
-                .order_by(AlertOutboxEvent.created_us)
-                .limit(500)
-            ).all()
-            pending = [
-                OutboundEvent(
-                    r.event_id, AlertType(r.event_type), r.device_id, r.body, r.mqtt_topic
-                )
-                for r in rows
-            ]
-        acked: dict[str, int] = {}
-        again: list[OutboundEvent] = []
-        for event in pending:
-            inflight = self._inflight.get(event.event_id)
-            if inflight is not None and _acked(inflight[0]):
-                acked[event.event_id] = self._clock_us()
-            elif inflight is None or now_us - inflight[1] >= self._republish_after_us:
-                again.append(event)
-        self._mark_published(acked, set())
-        return len(acked) + self._publish(again, now_us)
-
-    def _mark_published(self, acked: dict[str, int], attempted: set[str]) -> None:
-        if not acked and not attempted:
-            return
-        with Session(self._engine) as session, session.begin():
-            for event_id in attempted:
-                session.execute(
-                    update(AlertOutboxEvent)
-                    .where(AlertOutboxEvent.event_id == event_id)
-                    .values(publish_attempts=AlertOutboxEvent.publish_attempts + 1)
-                )
-            for event_id, published_us in acked.items():
-                session.execute(
-                    update(AlertOutboxEvent)
-                    .where(
-                        AlertOutboxEvent.event_id == event_id,
-                        AlertOutboxEvent.published_us.is_(None),
-                    )
-                    .values(published_us=published_us)
-                )
-                self._inflight.pop(event_id, None)
+        return self._mqtt.publish(outbound, now_us) + self._mqtt.republish_due(now_us)
 
 
 @dataclass
@@ -660,13 +565,6 @@ def _offset_estimate_us(lifecycle: AlertLifecycle) -> int:
         return known
     so_far_us = lifecycle.active_onset_us + int(lifecycle.open_episode_s * 1_000_000)
     return max(known, so_far_us, lifecycle.active_seen_us or 0)
-
-
-def _acked(receipt: PublishReceipt) -> bool:
-    try:
-        return receipt.is_published()
-    except (RuntimeError, ValueError):
-        return False
 
 
 def _lifecycle_record(row: AlertLifecycle, episode_ids: list[str]) -> LifecycleRecord:

@@ -2,15 +2,15 @@
 
     python -m bench.run_all [--quick] [--skip e2e ...]
 
-Each benchmark also runs alone (``python -m bench.bench_<name>``); ``bench/bench_api.py`` runs
-here when it exists.
+Each benchmark runs in a process of its own, as it does alone (``python -m bench.bench_<name>``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,20 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     for name in BENCHMARKS:
         if name in args.skip:
             continue
-        try:
-            module = importlib.import_module(f"bench.bench_{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"bench.bench_{name}":
-                continue  # not written yet
-            raise
+        module = f"bench.bench_{name}"
+        if importlib.util.find_spec(module) is None:
+            continue  # not written yet
         print(f"\n## {name}\n", flush=True)
         t0 = time.perf_counter()
         bench_args = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
-        try:
-            code = module.main(bench_args)
-        except (TimeoutError, RuntimeError) as exc:  # a stalled server or worker: report, go on
-            print(f"{name} failed: {exc}", flush=True)
-            code = 1
+        # each in a process of its own: no memory, caches or threads carried from the one before
+        # (peak RSS is per process), and a benchmark that fails is reported and the rest run
+        code = subprocess.run([sys.executable, "-m", module, *bench_args], check=False).returncode
+        if code:
+            print(f"{name} failed (exit {code})", flush=True)
         timings[name] = time.perf_counter() - t0
         if code:
             failed.append(name)
