@@ -9,11 +9,11 @@ checkpoint in one transaction, and only then acknowledges the batch's MQTT messa
 anywhere before the acknowledgements means the broker redelivers them to the same persistent
 session; they are redone from the last checkpoint, and store writes are idempotent upserts.
 
-Detector state is committed as a snapshot every ``snapshot_every_frames`` pushed frames and,
-in between, as a replay log of the frames pushed since the snapshot (:mod:`ingest.checkpoint`).
-Loading a device restores the snapshot and pushes the logged frames again, discarding what they
-produce (it was stored and handed to the sinks when they were first pushed). The store's writes
-of a batch go in one transaction when the store offers ``grouped()`` (:class:`GroupedWrites`).
+Each device's sequencer and detector, and what a batch changed of them, live in a
+:class:`~ingest.devices.DeviceState`: the detector state is committed as a snapshot every
+``snapshot_every_frames`` pushed frames and, in between, as a replay log of the frames pushed
+since the snapshot (:mod:`ingest.checkpoint`). The store's writes of a batch go in one
+transaction when the store offers ``grouped()`` (:class:`GroupedWrites`).
 
 Scale-out: ``worker_count`` workers each keep their own persistent session subscribed to every
 device topic; worker ``i`` processes the devices with ``crc32(device_id) % worker_count == i``
@@ -29,20 +29,18 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from detection.errors import DetectorError
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
-from ingest.checkpoint import Checkpoint, CheckpointError, DeviceUpdate
-from ingest.coalesce import plan_pushes
-from ingest.detectors import Detector, DetectorFactory, EventSink
+from ingest.checkpoint import Checkpoint, CheckpointError
+from ingest.detectors import DetectorFactory, EventSink
+from ingest.devices import DeviceState, dead_letter_for
 from ingest.health import HealthTracker
 from ingest.intake import BrokerConfig, Inbound, Intake, Rejected, owner_of
-from ingest.protocol import Frame, FrameError, StreamKind, Transport
-from ingest.sequencing import DeviceSequencer, Outcome, Step, StreamCounters
+from ingest.sequencing import Outcome, StreamCounters
 from storage.base import DeadLetter, HealthRecord, Store, StoreUnavailable, UnstorableValue
 
 log = logging.getLogger(__name__)
@@ -85,22 +83,6 @@ class WorkerStats:
     unstorable: int  # result batches the store refused (logged)
     connects: int
     queued: int
-
-
-@dataclass
-class _Device:
-    sequencer: DeviceSequencer
-    detector: Detector | None
-    last_arrival_us: int
-    events: list[DetectorEvent] = field(default_factory=list)
-    series: list[SeriesPoint] = field(default_factory=list)
-    added: dict[tuple[StreamKind, int], tuple[Frame, Transport]] = field(default_factory=dict)
-    removed: set[tuple[StreamKind, int]] = field(default_factory=set)
-    dirty: bool = False
-    pushed: list[Frame] = field(default_factory=list)  # into the detector, this batch, in order
-    queued: list[tuple[Frame, Inbound | None]] = field(default_factory=list)  # released, not pushed
-    logged: int = 0  # frames in the committed replay log after the committed snapshot
-    fresh: bool = False  # detector created since the last commit (it has no snapshot yet)
 
 
 class IngestWorker:
@@ -187,7 +169,7 @@ class IngestWorker:
         self.checkpoint = Checkpoint(data_dir / f"ingest-{worker_index}.sqlite")
         self.intake = Intake(broker, broker.client_id, self.owns, queue_frames, clock_us)
         self.health = HealthTracker()
-        self._devices: dict[str, _Device] = {}
+        self._devices: dict[str, DeviceState] = {}
         self._registered: dict[str, tuple[bool, int]] = {}
         self._lock = threading.Lock()
         self._running = threading.Event()
@@ -341,9 +323,11 @@ class IngestWorker:
             letter = self._offer(item)
             if letter is not None:
                 letters.append(letter)
-        for device_id, device in self._devices.items():
+        for device in self._devices.values():
             if device.queued:
-                letters.extend(self._push_released(device_id, device))
+                taken, refused = device.push_queued(self.detectors)
+                self._batch["frames_released"] += taken
+                letters.extend(refused)
         if now - self._last_housekeeping_us >= HOUSEKEEPING_INTERVAL_US:
             self._housekeeping(now)
             self._last_housekeeping_us = now
@@ -373,7 +357,7 @@ class IngestWorker:
         device_id = item.topic.device_id
         if not self._registered_device(device_id, item.arrival_us):
             self._health_notes.append((device_id, item.topic.kind.label, None, item.arrival_us))
-            return _letter(item, "unregistered", f"device {device_id!r} is not registered")
+            return dead_letter_for(item, "unregistered", f"device {device_id!r} is not registered")
         device = self._device(device_id, item.arrival_us)
         device.last_arrival_us = item.arrival_us
         step = device.sequencer.offer(item.frame, item.topic.transport, item.arrival_us)
@@ -388,95 +372,31 @@ class IngestWorker:
         frame = item.frame
         self._health_notes.append((device_id, frame.kind.label, frame.end_us, item.arrival_us))
         device.added[(frame.kind, frame.seq)] = (frame, item.topic.transport)
-        self._apply(device, step, item)
+        device.queue(step, item)
         return None
-
-    def _apply(self, device: _Device, step: Step, item: Inbound | None) -> None:
-        """Queue the frames ``step`` released for the detector (pushed at the end of the batch,
-        see :meth:`_push_released`); ``item`` is the message whose frame was offered."""
-        for frame in step.released:
-            device.removed.add((frame.kind, frame.seq))
-            device.pushed.append(frame)
-            device.queued.append(
-                (frame, item if item is not None and item.frame is frame else None)
-            )
-
-    def _push_released(self, device_id: str, device: _Device) -> list[DeadLetter]:
-        """Push the device's queued frames into its detector, joined into few calls
-        (:mod:`ingest.coalesce`); dead letters for the offered frames the detector refuses."""
-        queued, device.queued = device.queued, []
-        if not queued:
-            return []
-        if device.detector is None:
-            device.detector = self.detectors.create(device_id)
-            device.fresh = True
-        detector = device.detector
-        letters: list[DeadLetter] = []
-        acc_end = detector.stream_ends_us()[1]
-        for push in plan_pushes(queued, acc_end, detector.acc_wait_us):
-            parts = [(frame.physical(), frame.start_us) for frame, _ in push.items]
-            try:
-                if push.kind is StreamKind.EMG:
-                    events = detector.push_emg_parts(parts, push.items[0][0].rate_hz)
-                else:
-                    events = detector.push_acc_parts(parts, push.items[0][0].rate_hz)
-            except DetectorError:  # nothing was used: one at a time finds the frames refused
-                for frame, item in push.items:
-                    letters.extend(self._push_one(device_id, device, frame, item))
-                continue
-            device.events.extend(events)
-            self._batch["frames_released"] += len(push.items)
-        return letters
-
-    def _push_one(
-        self, device_id: str, device: _Device, frame: Frame, item: Inbound | None
-    ) -> list[DeadLetter]:
-        detector = device.detector
-        assert detector is not None
-        try:
-            events = _push_frame(detector, frame)
-        except DetectorError as exc:
-            log.warning(
-                "detector rejected %s frame %d of %s: %s", frame.kind, frame.seq, device_id, exc
-            )
-            return [] if item is None else [_letter(item, "detector_rejected", str(exc))]
-        device.events.extend(events)
-        self._batch["frames_released"] += 1
-        return []
 
     def _housekeeping(self, now: int) -> None:
         """Release held frames of quiet devices; finish detectors of devices gone silent."""
-        for device_id, device in self._devices.items():
+        for device in self._devices.values():
             quiet_us = now - device.last_arrival_us
             if device.sequencer.pending_count() and quiet_us >= self.idle_flush_us:
-                self._apply(device, device.sequencer.flush(), None)
-                self._push_released(device_id, device)
-                device.dirty = True
+                self._batch["frames_released"] += device.release_held(self.detectors)
             if device.detector is not None and quiet_us >= self.finish_after_us:
-                self._apply(device, device.sequencer.flush(), None)
-                self._push_released(device_id, device)
-                ends = [s.frontier_us for s in device.sequencer.streams.values() if s.frontier_us]
-                device.events.extend(device.detector.finish(max(ends) if ends else None))
-                device.dirty = True
-                device.series.extend(device.detector.pop_series())
-                device.detector = None
+                self._batch["frames_released"] += device.finish_detector(self.detectors)
 
     def _commit(self, letters: list[DeadLetter], now: int) -> None:
-        dirty = [(i, d) for i, d in self._devices.items() if d.dirty]
+        dirty = [d for d in self._devices.values() if d.dirty]
         updates = []
-        logged: list[int] = []
         handoffs: list[tuple[str, list[DetectorEvent]]] = []
         with self._grouped_writes():
-            for device_id, device in dirty:
+            for device in dirty:
                 events = device.events
                 if device.detector is not None:
                     device.series.extend(device.detector.pop_series())
-                self._write_results(device_id, events, device.series)
+                self._write_results(device.device_id, events, device.series)
                 if events:
-                    handoffs.append((device_id, events))
-                update = self._device_update(device_id, device)
-                updates.append(update)
-                logged.append(0 if update.snapshot else update.replay_from + len(update.replay))
+                    handoffs.append((device.device_id, events))
+                updates.append(device.update(self.snapshot_every_frames))
             if letters:
                 self._guarded(
                     what="dead letters",
@@ -488,46 +408,13 @@ class IngestWorker:
             for sink in self.sinks:
                 self._hand_to_sink(sink, device_id, events, now)
         self.checkpoint.commit(updates)
-        for (_, device), count in zip(dirty, logged, strict=True):
+        for device, update in zip(dirty, updates, strict=True):
             for event in device.events:
                 if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
                     self._batch["episodes_started"] += 1
                 elif isinstance(event, EpisodeEvent) and event.kind is EventKind.ENDED:
                     self._batch["episodes_ended"] += 1
-            device.events = []
-            device.series = []
-            device.added = {}
-            device.removed = set()
-            device.dirty = False
-            device.pushed = []
-            device.logged = count
-            device.fresh = False
-
-    def _device_update(self, device_id: str, device: _Device) -> DeviceUpdate:
-        """What to commit for one device: positions, held frames, and either a new detector
-        snapshot or the frames pushed this batch appended to its replay log."""
-        pending = device.sequencer.pending_keys()
-        add_pending = [v for k, v in device.added.items() if k in pending]
-        remove_pending = sorted(device.removed - pending)
-        positions = device.sequencer.positions()
-        detector = device.detector
-        if (
-            detector is None
-            or device.fresh
-            or device.logged + len(device.pushed) >= self.snapshot_every_frames
-        ):
-            snapshot = None if detector is None else detector.snapshot()
-            return DeviceUpdate(device_id, positions, snapshot, add_pending, remove_pending)
-        return DeviceUpdate(
-            device_id,
-            positions,
-            None,
-            add_pending,
-            remove_pending,
-            snapshot=False,
-            replay=device.pushed,
-            replay_from=device.logged,
-        )
+            device.committed(update)
 
     def _grouped_writes(self) -> AbstractContextManager[None]:
         """One store transaction for the batch's writes, when the store offers it."""
@@ -583,35 +470,19 @@ class IngestWorker:
 
     # ------------------------------------------------------------------ device state
 
-    def _device(self, device_id: str, now: int) -> _Device:
+    def _device(self, device_id: str, now: int) -> DeviceState:
         device = self._devices.get(device_id)
         return device if device is not None else self._load(device_id, now)
 
-    def _load(self, device_id: str, now: int) -> _Device:
-        saved = self.checkpoint.load(device_id)
-        if saved is None:
-            sequencer = DeviceSequencer(
-                device_id,
-                reorder_window_us=self.reorder_window_us,
-                max_pending=self.max_pending_frames,
-            )
-            detector = None
-        else:
-            sequencer = DeviceSequencer.from_positions(
-                device_id,
-                saved.positions,
-                saved.pending,
-                reorder_window_us=self.reorder_window_us,
-                max_pending=self.max_pending_frames,
-            )
-            detector = None
-            if saved.detector is not None:
-                detector = self.detectors.restore(saved.detector)
-                _replay(detector, saved.replay)
-            elif saved.replay:
-                raise CheckpointError(f"{device_id} has a replay log but no detector snapshot")
-        device = _Device(sequencer, detector, now)
-        device.logged = 0 if saved is None else len(saved.replay)
+    def _load(self, device_id: str, now: int) -> DeviceState:
+        device = DeviceState.load(
+            device_id,
+            self.checkpoint.load(device_id),
+            self.detectors,
+            reorder_window_us=self.reorder_window_us,
+            max_pending=self.max_pending_frames,
+            now_us=now,
+        )
         self._devices[device_id] = device
         return device
 
@@ -631,33 +502,3 @@ class IngestWorker:
             for device_id, device in self._devices.items()
             for kind, stream in device.sequencer.streams.items()
         }
-
-
-def _replay(detector: Detector, frames: Sequence[Frame]) -> None:
-    """Push logged frames into a restored detector again and drop what they produce: their
-    events and series were stored and handed to the sinks when the frames were first pushed."""
-    for frame in frames:
-        try:
-            _push_frame(detector, frame)
-        except ValueError:  # refused the first time too (dead-lettered then); same state now
-            continue
-    detector.pop_series()
-
-
-def _push_frame(detector: Detector, frame: Frame) -> list[DetectorEvent]:
-    """Push one frame into the detector stream of its kind."""
-    push = detector.push_emg if frame.kind is StreamKind.EMG else detector.push_acc
-    return push(frame.physical(), frame.start_us, frame.rate_hz)
-
-
-def _letter(item: Inbound, reason: str, detail: str) -> DeadLetter:
-    error = FrameError(reason, detail)
-    return DeadLetter(
-        arrival_us=item.arrival_us,
-        topic=str(item.topic),
-        device_id=item.topic.device_id,
-        reason=error.reason,
-        detail=error.detail,
-        payload_bytes=item.payload_bytes,
-        payload_head_hex=item.payload_head_hex,
-    )
