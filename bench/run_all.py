@@ -70,13 +70,32 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
             for c in doc["cases"]
         ]
     if name == "api" and "p50_ms" in doc:
-        return [
+        rows = [
             (
                 "api",
                 f"history, {doc['wearers']} wearers x 1 year: p50 / p95",
                 f"{doc['p50_ms']:.1f} / {doc['p95_ms']:.1f} ms",
             )
         ]
+        levels = doc.get("levels", [])
+        if levels:
+            by_kind = levels[0]["by_kind"]
+            for kind in ("nights", "weekly"):
+                if kind in by_kind:
+                    k = by_kind[kind]
+                    rows.append(
+                        ("api", f"{kind}: p50 / p95", f"{k['p50_ms']:.1f} / {k['p95_ms']:.1f} ms")
+                    )
+            for level in levels:
+                every = level["by_kind"]["all"]
+                rows.append(
+                    (
+                        "api",
+                        f"{level['concurrency']} connections: requests/s, p95 of all",
+                        f"{level['requests_per_s']:,.0f}, {every['p95_ms']:.1f} ms",
+                    )
+                )
+        return rows
     return [(name, "see its table", "-")]
 
 

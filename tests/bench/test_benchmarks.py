@@ -98,3 +98,29 @@ def test_e2e_runs_combine_into_medians_pooled_latencies_and_the_worst_counts() -
     assert case["alerts_timed"] == 6 and case["alert_p50_ms"] == 3.5  # over all runs' alerts
     assert case["late_frames"] == 2 and case["rss_peak_mb"] == 30.0 and case["runs"] == 3
     assert "alert_latencies_ms" not in case
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_api_bench_loads_a_served_api_with_history_and_summary_requests(tmp_path: Path) -> None:
+    from bench import bench_api
+
+    argv = ["--quick", "--requests", "20", "--concurrency", "1", "3", "--out", str(tmp_path)]
+    assert bench_api.main(argv) == 0
+    doc = result(tmp_path, "api")
+    assert [level["concurrency"] for level in doc["levels"]] == [1, 3]
+    for level in doc["levels"]:
+        kinds = level["by_kind"]
+        assert {k: kinds[k]["n"] for k in bench_api.KINDS} == dict.fromkeys(bench_api.KINDS, 4)
+        assert kinds["all"]["n"] == 20 and level["answered"] == 24  # + 4 cursor fetches
+        assert level["requests_per_s"] == pytest.approx(level["answered"] / level["wall_s"])
+        assert 0 < kinds["all"]["p50_ms"] <= kinds["all"]["p99_ms"]
+    assert doc["p50_ms"] == doc["levels"][0]["by_kind"]["all history"]["p50_ms"]
+    rows = run_all._summary_rows("api", doc)
+    assert rows[0][1] == "history, 5 wearers x 1 year: p50 / p95"
+    assert [r[1] for r in rows[1:]] == [
+        "nights: p50 / p95",
+        "weekly: p50 / p95",
+        "1 connections: requests/s, p95 of all",
+        "3 connections: requests/s, p95 of all",
+    ]
