@@ -28,7 +28,9 @@ def episode_onset_floor_us(query: EpisodeQuery) -> int:
     return max(0, floor_us)
 
 
-def select_episodes(candidates: Iterable[Episode], query: EpisodeQuery) -> list[Episode]:
+def select_episodes(
+    candidates: Iterable[Episode], query: EpisodeQuery, *, ordered: bool = False
+) -> list[Episode]:
     """Filter, order (onset, episode id), page and limit episodes for ``query``.
 
     Parameters
@@ -38,6 +40,9 @@ def select_episodes(candidates: Iterable[Episode], query: EpisodeQuery) -> list[
         ``[start_us - EPISODE_LOOKBACK_US, end_us)``; extra ones are dropped here.
     query : EpisodeQuery
         An already validated query.
+    ordered : bool
+        The candidates come in (onset, episode id) order: stop reading them once the page is
+        full (a lazy iterable then builds no more episodes than the page needs).
     """
     devices = set(query.device_ids)
     earliest_us = query.start_us - EPISODE_LOOKBACK_US
@@ -63,6 +68,8 @@ def select_episodes(candidates: Iterable[Episode], query: EpisodeQuery) -> list[
         ):
             continue
         kept.append(episode)
+        if ordered and len(kept) == query.limit:
+            break
     kept.sort(key=lambda e: (e.onset_us, e.episode_id))
     return kept if query.limit is None else kept[: query.limit]
 

@@ -341,23 +341,35 @@ class SqliteStore(SummarizingStore):
 
     # -- reads -------------------------------------------------------------------------------
 
+    def _episode_rows(
+        self, device_ids: Sequence[str], from_us: int, end_us: int, order: str = ""
+    ) -> list[tuple[Any, ...]]:
+        """Rows of the episodes of the devices with onset in ``[from_us, end_us)``."""
+        marks = ", ".join("?" * len(device_ids))
+        return self._rows(
+            f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE device_id IN ({marks}) "
+            f"AND onset_us >= ? AND onset_us < ?{order}",
+            (*device_ids, from_us, end_us),
+        )
+
     def _episode_candidates(
         self, device_ids: Sequence[str], from_us: int, end_us: int
     ) -> list[Episode]:
         """Episodes of the devices with onset in ``[from_us, end_us)``."""
-        marks = ", ".join("?" * len(device_ids))
-        rows = self._rows(
-            f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE device_id IN ({marks}) "
-            "AND onset_us >= ? AND onset_us < ?",
-            (*device_ids, from_us, end_us),
-        )
-        return [_episode_from_row(row) for row in rows]
+        return [_episode_from_row(row) for row in self._episode_rows(device_ids, from_us, end_us)]
 
     def episodes(self, query: EpisodeQuery) -> list[Episode]:
         validation.check_episode_query(query, self._registry)
         devices = validation.check_devices(query.device_ids, None)
-        candidates = self._episode_candidates(devices, episode_onset_floor_us(query), query.end_us)
-        return select_episodes(candidates, query)
+        # in page order, built only until the page is full (BINARY collation orders the ids
+        # as Python compares them: UTF-8 keeps code point order)
+        rows = self._episode_rows(
+            devices,
+            episode_onset_floor_us(query),
+            query.end_us,
+            " ORDER BY onset_us, episode_id",
+        )
+        return select_episodes((_episode_from_row(row) for row in rows), query, ordered=True)
 
     def series(
         self, device_id: str, start_us: int, end_us: int, max_points: int = 1000
