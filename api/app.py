@@ -30,8 +30,8 @@ from api.routes import (
     summary,
     uploads,
 )
-from api.timewin import to_us
 from storage.base import QueryError, Store, StoreUnavailable
+from storage.localtime import to_us
 from storage.metadata import MetadataDB
 from storage.metadata.db import utc_now
 

@@ -13,9 +13,9 @@ from api.models import (
     StoredRedFlagPublic,
     WeekPublic,
 )
-from api.timewin import from_us
 from detection.events import Episode
 from storage.base import NightSummary, WeekSummary
+from storage.localtime import from_us
 
 
 def episode_public(e: Episode) -> EpisodePublic:

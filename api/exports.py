@@ -9,8 +9,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from api.timewin import from_us
 from detection.events import Episode
+from storage.localtime import from_us
 from storage.metadata import DeviceRecord, WearerRecord
 
 CSV_COLUMNS = (

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import Query
 
 from api.errors import invalid
-from api.timewin import to_us
 from storage.base import MAX_QUERY_RANGE_US
+from storage.localtime import to_us
 
 StartQuery = Annotated[
     datetime | None,

@@ -22,8 +22,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from api.timewin import from_us
 from detection.events import Episode, QualityEvent, SeriesPoint
+from storage.localtime import from_us
 
 ImageFormat = Literal["png", "svg"]
 MEDIA_TYPES: dict[str, str] = {"png": "image/png", "svg": "image/svg+xml"}

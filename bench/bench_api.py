@@ -34,9 +34,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from api.timewin import to_us
 from bench.common import parser, percentile, table, write_result
 from detection.events import Episode, EpisodeEvent, EventKind, Movement
+from storage.localtime import to_us
 from storage.metadata import MetadataDB, Role
 from storage.sqlite import SqliteStore
 

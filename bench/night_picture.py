@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from api.picture import DeviceNight, render_night
-from api.timewin import night_window_us, to_us
 from detection.events import EpisodeEvent, EventKind
 from detection.offline import detect_recording
 from simulator.night import simulate_night
 from storage.base import EpisodeQuery
+from storage.localtime import night_window_us, to_us
 from storage.sqlite import SqliteStore
 
 DEVICE = "demo-left"

@@ -208,7 +208,7 @@ class Service:
 
     def evaluate_red_flags(self, now: datetime | None = None) -> int:
         """Run the red-flag rules on every wearer's last completed night; newly raised flags."""
-        from api.redflags import evaluate_nights, latest_completed_night
+        from alerts.nightly import evaluate_nights, latest_completed_night
 
         assert self.metadata is not None and self.store is not None
         now = now or datetime.now(UTC)

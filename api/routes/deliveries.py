@@ -13,7 +13,7 @@ from api.deps import AdminAccess, CurrentUser, DeliveryLogDep, MetadataDep
 from api.errors import invalid, not_found
 from api.models import ID_PATTERN, DeliveriesPublic, DeliveryPublic, DeliveryStatus, Problem
 from api.routes.me import webhook_owner
-from api.timewin import to_us
+from storage.localtime import to_us
 
 MAX_DELIVERIES = 500
 

@@ -13,9 +13,9 @@ from api.errors import invalid
 from api.models import EpisodesPublic, NightsPublic, Problem
 from api.params import FirstNightQuery, LastNightQuery, night_range
 from api.picture import HEIGHT_RANGE_PX, MEDIA_TYPES, WIDTH_RANGE_PX, DeviceNight, render_night
-from api.timewin import night_of, night_segments, night_window_us, to_us
 from detection.events import Episode
 from storage.base import EpisodeQuery, NightSummary, Store
+from storage.localtime import night_of, night_segments, night_window_us, to_us
 
 MAX_NIGHT_EPISODES = 10_000
 PREFIXES = (("/v1/me", "my"), ("/v1/wearers/{wearer_id}", "a wearer's"))

@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
+from alerts.nightly import evaluate_nights, latest_completed_night, night_problem
 from api.convert import stored_red_flag_public
 from api.deps import ClinicalAccess, ReadAccess, RedFlagStoreDep, StoreDep
 from api.errors import invalid
 from api.models import Problem, RedFlagEvaluationPublic, StoredRedFlagsPublic
-from api.redflags import evaluate_nights, latest_completed_night, night_problem
 
 MAX_FLAGS = 500
 PREFIXES = (("/v1/me", "my"), ("/v1/wearers/{wearer_id}", "a wearer's"))

@@ -17,8 +17,8 @@ from api.page import patient_page
 from api.picture import DeviceNight, render_night
 from api.routes.nights import night_summaries
 from api.summaries import Trend, fill_weeks, weekly_trend
-from api.timewin import iso_weeks_between, night_of, night_window_us, to_us, utc_offset_s
 from storage.base import EpisodeQuery, Store, WeekSummary
+from storage.localtime import iso_weeks_between, night_of, night_window_us, to_us, utc_offset_s
 
 router = APIRouter(
     prefix="/v1/wearers/{wearer_id}",

@@ -15,8 +15,8 @@ from api.errors import invalid, not_found
 from api.jobs import DetectionRequest, JobRunner
 from api.metrics import ApiMetrics
 from api.models import JobPublic, Problem
-from api.timewin import to_us
 from ingest.protocol import ACC_RATE_RANGE_HZ, EMG_RATE_RANGE_HZ
+from storage.localtime import to_us
 
 router = APIRouter(
     prefix="/v1/devices/{device_id}/recordings",

@@ -127,7 +127,7 @@ def evaluate(
     config: ConfigOption = None,
 ) -> None:
     """Run the red-flag rules on each device of a wearer (or all) and print newly raised flags."""
-    from api.redflags import evaluate_nights, latest_completed_night, night_problem
+    from alerts.nightly import evaluate_nights, latest_completed_night, night_problem
 
     wanted = _parse_night(night)
     now = datetime.now(UTC)

@@ -14,10 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from alerts.directory import MetadataDirectory
+from alerts.nightly import evaluate_nights
 from alerts.webhooks import DeliveryLog, WebhookDispatcher
 from api.app import create_app
-from api.redflags import evaluate_nights
-from api.timewin import to_us
 from detection.events import (
     Episode,
     EpisodeEvent,
@@ -28,6 +27,7 @@ from detection.events import (
     SeriesPoint,
 )
 from storage.base import Store
+from storage.localtime import to_us
 from storage.metadata import MetadataDB, Role
 from storage.sqlite import SqliteStore
 from tests.storage.metadata.conftest import postgres_url  # noqa: F401 (shared fixture)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.redflags import latest_completed_night
+from alerts.nightly import latest_completed_night
 from storage.metadata import Role
 from tests.alerts.builders import WebhookReceiver
 from tests.api.conftest import World, make_episode, store_episodes

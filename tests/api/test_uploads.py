@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.timewin import to_us
 from detection.offline import detect_recording
 from simulator.night import simulate_night
 from simulator.recording import Recording, read_recording, write_csv, write_edf
 from storage.base import EpisodeQuery
+from storage.localtime import to_us
 from tests.api.conftest import NOW, World
 from tests.servers import wait_for
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from api.redflags import latest_completed_night
+from alerts.nightly import latest_completed_night
 from crampwatch.cli import build_app
 from storage.factory import open_store
 from storage.metadata import MetadataDB

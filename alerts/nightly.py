@@ -1,7 +1,8 @@
 """Stored red flags for one wearer: which night to evaluate and the evaluation of its devices.
 
 The rules and the flags' lifecycle are :mod:`alerts.redflags` and :mod:`alerts.redflag_store`;
-the API and ``crampwatch redflags`` share what is here, so both evaluate the same night.
+the API, ``crampwatch redflags`` and the service's hourly check share what is here, so all
+evaluate the same night.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import date, datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 
 from alerts.redflag_store import RedFlagStore, StoredRedFlag
-from api.timewin import night_of, night_window_us, to_us, utc_offset_s
 from storage.base import Store
+from storage.localtime import night_of, night_window_us, to_us, utc_offset_s
 
 MAX_EVALUATION_AGE_DAYS = 400  # the store's longest query range
 
