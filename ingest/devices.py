@@ -112,7 +112,8 @@ class DeviceState:
                 for frame, item in push.items:
                     took, letter = self._push_one(detector, frame, item)
                     taken += took
-                    letters.extend([] if letter is None else [letter])
+                    if letter is not None:
+                        letters.append(letter)
                 continue
             self.events.extend(events)
             taken += len(push.items)
