@@ -160,10 +160,18 @@ def load(
     answered = [0]
 
     def client_thread() -> None:
+        try:
+            run_client()
+        except (httpx.HTTPError, ValueError, KeyError, threading.BrokenBarrierError) as exc:
+            warmed.abort()  # reported, and the other clients are not left at the barrier
+            with lock:
+                problems.append(f"client failed: {exc!r}")
+
+    def run_client() -> None:
         with httpx.Client(base_url=url, headers=headers, timeout=60.0) as client:
             for path, query in warmup:  # one of each kind, untimed, on this connection
                 client.get(path, params=query)
-            warmed.wait()
+            warmed.wait(timeout=120)
             while True:
                 with lock:
                     item = next(work, None)
@@ -190,7 +198,10 @@ def load(
     threads = [threading.Thread(target=client_thread) for _ in range(threads_n)]
     for thread in threads:
         thread.start()
-    warmed.wait()
+    try:
+        warmed.wait(timeout=120)
+    except threading.BrokenBarrierError:
+        problems.append("the clients did not all warm up")
     t0 = time.perf_counter()
     for thread in threads:
         thread.join()
