@@ -342,13 +342,15 @@ class SqliteStore(SummarizingStore):
     # -- reads -------------------------------------------------------------------------------
 
     def _episode_rows(
-        self, device_ids: Sequence[str], from_us: int, end_us: int, order: str = ""
+        self, device_ids: Sequence[str], from_us: int, end_us: int
     ) -> list[tuple[Any, ...]]:
-        """Rows of the episodes of the devices with onset in ``[from_us, end_us)``."""
+        """Rows of the episodes of the devices with onset in ``[from_us, end_us)``, in page
+        order (BINARY collation orders the ids as Python compares them: UTF-8 keeps code
+        point order)."""
         marks = ", ".join("?" * len(device_ids))
         return self._rows(
             f"SELECT {_EPISODE_COLUMNS} FROM episodes WHERE device_id IN ({marks}) "
-            f"AND onset_us >= ? AND onset_us < ?{order}",
+            "AND onset_us >= ? AND onset_us < ? ORDER BY onset_us, episode_id",
             (*device_ids, from_us, end_us),
         )
 
@@ -361,14 +363,8 @@ class SqliteStore(SummarizingStore):
     def episodes(self, query: EpisodeQuery) -> list[Episode]:
         validation.check_episode_query(query, self._registry)
         devices = validation.check_devices(query.device_ids, None)
-        # in page order, built only until the page is full (BINARY collation orders the ids
-        # as Python compares them: UTF-8 keeps code point order)
-        rows = self._episode_rows(
-            devices,
-            episode_onset_floor_us(query),
-            query.end_us,
-            " ORDER BY onset_us, episode_id",
-        )
+        rows = self._episode_rows(devices, episode_onset_floor_us(query), query.end_us)
+        # episodes are built only until the page is full
         return select_episodes((_episode_from_row(row) for row in rows), query, ordered=True)
 
     def series(
