@@ -149,7 +149,14 @@ class LiveAlertSink:
         AlertStateUnavailable
             The alert database failed; nothing was taken (the caller may redeliver).
         """
-        self._process(device_id, events, arrival_us)
+        self._process([(device_id, events)], arrival_us)
+
+    def handle_many(
+        self, handoffs: Sequence[tuple[str, Sequence[DetectorEvent]]], arrival_us: int
+    ) -> None:
+        """:meth:`handle` of each ``(device_id, events)`` in turn, in one transaction (an
+        ingest worker's batch); all of them are taken or, on AlertStateUnavailable, none."""
+        self._process(handoffs, arrival_us)
 
     def tick(self, arrival_us: int | None = None) -> int:
         """Resolve lifecycles whose merge gap has passed by ``arrival_us`` (default: now).
@@ -157,46 +164,41 @@ class LiveAlertSink:
         Also re-publishes events whose PUBACK was not seen (at most once a second). Returns
         the number of events acknowledged by the broker during this call.
         """
-        return self._process(None, (), self._clock_us() if arrival_us is None else arrival_us)
+        return self._process((), self._clock_us() if arrival_us is None else arrival_us)
 
     def _process(
-        self, device_id: str | None, events: Sequence[DetectorEvent], arrival_us: int
+        self, handoffs: Sequence[tuple[str, Sequence[DetectorEvent]]], arrival_us: int
     ) -> int:
+        """One transaction: each device's episode events, then its due lifecycles; with no
+        handoffs (a tick), the lifecycles due by the wall clock alone."""
         now_us = self._clock_us()
-        episode_events: list[EpisodeEvent] = []
-        device_now_us: int | None = None
-        for event in events:
-            device_now_us = (
-                event.at_us if device_now_us is None else max(device_now_us, event.at_us)
-            )
-            if not isinstance(event, EpisodeEvent):
-                continue
-            if event.episode.device_id != device_id:
-                log.warning(
-                    "event of %r handed in for %r; dropped", event.episode.device_id, device_id
-                )
-                continue
-            episode_events.append(event)
+        steps = [_device_step(device_id, events) for device_id, events in handoffs]
+        if not steps:
+            steps = [_Step(None, [], None)]
         with self._lock:
             outbound: list[OutboundEvent] = []
             webhooks = False
-            if episode_events or self._waiting != []:
+            if self._waiting != [] or any(step.episode_events for step in steps):
                 try:
                     with Session(self._engine) as session, session.begin():
                         context = _Context(session, now_us, arrival_us, outbound, {})
-                        for event in episode_events:
-                            self._apply(context, event)
-                        if context.states_changed or self._any_due(
-                            device_id, device_now_us, arrival_us
-                        ):
-                            self._resolve_due(context, device_id, device_now_us)
+                        for step in steps:
+                            self._take(context, step)
                         webhooks = context.webhooks_added
-                        if context.states_changed or self._waiting is None:
-                            self._waiting = self._load_waiting(session)
                 except SQLAlchemyError as exc:
                     self._waiting = None
                     raise AlertStateUnavailable(f"alert state not written: {exc}") from exc
             return self._after_commit(outbound, webhooks, now_us)
+
+    def _take(self, ctx: _Context, step: _Step) -> None:
+        """One device's part of a transaction, as if it were a transaction of its own."""
+        ctx.states_changed = False
+        for event in step.episode_events:
+            self._apply(ctx, event)
+        if ctx.states_changed or self._any_due(step.device_id, step.device_now_us, ctx.arrival_us):
+            self._resolve_due(ctx, step.device_id, step.device_now_us)
+        if ctx.states_changed or self._waiting is None:
+            self._waiting = self._load_waiting(ctx.session)
 
     def start_ticker(self, interval_s: float = 1.0) -> None:
         """Call :meth:`tick` every ``interval_s`` in a daemon thread until :meth:`stop`."""
@@ -556,6 +558,31 @@ class _Waiting:
     paused_at_us: int | None  # wall clock
     offset_device_us: int | None
     hold_us: int  # see LiveAlertSink._hold_us
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One device's events of a transaction: its episode events and its latest device time."""
+
+    device_id: str | None
+    episode_events: list[EpisodeEvent]
+    device_now_us: int | None
+
+
+def _device_step(device_id: str, events: Sequence[DetectorEvent]) -> _Step:
+    """The episode events of ``device_id`` (others are dropped with a warning) and the latest
+    device time of all its events (quality events only advance device time)."""
+    episode_events: list[EpisodeEvent] = []
+    device_now_us: int | None = None
+    for event in events:
+        device_now_us = event.at_us if device_now_us is None else max(device_now_us, event.at_us)
+        if not isinstance(event, EpisodeEvent):
+            continue
+        if event.episode.device_id != device_id:
+            log.warning("event of %r handed in for %r; dropped", event.episode.device_id, device_id)
+            continue
+        episode_events.append(event)
+    return _Step(device_id, episode_events, device_now_us)
 
 
 def _offset_estimate_us(lifecycle: AlertLifecycle) -> int:

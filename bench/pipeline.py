@@ -43,12 +43,20 @@ class AlertTimer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def handle(self, device_id: str, events: Sequence[DetectorEvent], arrival_us: int) -> None:
+        self.handle_many([(device_id, events)], arrival_us)
+
+    def handle_many(
+        self, handoffs: Sequence[tuple[str, Sequence[DetectorEvent]]], arrival_us: int
+    ) -> None:
+        """The worker's batch: noted, then handed to the alert sink in one call, as the
+        service's worker hands it."""
         with self.lock:
-            for event in events:
-                if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
-                    self.confirmed_at_us.setdefault(event.episode.episode_id, arrival_us)
+            for _device_id, events in handoffs:
+                for event in events:
+                    if isinstance(event, EpisodeEvent) and event.kind is EventKind.STARTED:
+                        self.confirmed_at_us.setdefault(event.episode.episode_id, arrival_us)
         if self.inner is not None:
-            self.inner.handle(device_id, events, arrival_us)
+            self.inner.handle_many(handoffs, arrival_us)
 
     def on_alert(self, payload: bytes) -> None:
         """Subscriber callback for ``crampwatch/v1/+/alerts``."""

@@ -7,7 +7,7 @@ with these methods plugs in (the real one is :class:`detection.stream.StreamDete
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,20 @@ class EventSink(Protocol):
     """Receives every detector event before the frames that caused it are acknowledged."""
 
     def handle(self, device_id: str, events: Sequence[DetectorEvent], arrival_us: int) -> None: ...
+
+
+Handoff = tuple[str, Sequence[DetectorEvent]]  # one device's events of a batch
+
+
+@runtime_checkable
+class BatchEventSink(EventSink, Protocol):
+    """A sink that takes a whole batch's events in one call (one transaction, say).
+
+    ``handle_many(handoffs, arrival_us)`` must have the effect of ``handle`` of each
+    ``(device_id, events)`` in turn; the worker prefers it when a sink has it.
+    """
+
+    def handle_many(self, handoffs: Sequence[Handoff], arrival_us: int) -> None: ...
 
 
 class StreamDetectorFactory:

@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
 from ingest.checkpoint import Checkpoint, CheckpointError
-from ingest.detectors import DetectorFactory, EventSink
+from ingest.detectors import BatchEventSink, DetectorFactory, EventSink, Handoff
 from ingest.devices import DeviceState, dead_letter_for
 from ingest.health import HealthTracker
 from ingest.intake import BrokerConfig, Inbound, Intake, Rejected, owner_of
@@ -387,7 +387,7 @@ class IngestWorker:
     def _commit(self, letters: list[DeadLetter], now: int) -> None:
         dirty = [d for d in self._devices.values() if d.dirty]
         updates = []
-        handoffs: list[tuple[str, list[DetectorEvent]]] = []
+        handoffs: list[Handoff] = []
         with self._grouped_writes():
             for device in dirty:
                 events = device.events
@@ -404,9 +404,9 @@ class IngestWorker:
                     write=self.store.write_dead_letters,
                     args=(letters,),
                 )
-        for device_id, events in handoffs:
+        if handoffs:
             for sink in self.sinks:
-                self._hand_to_sink(sink, device_id, events, now)
+                self._hand_to_sink(sink, handoffs, now)
         self.checkpoint.commit(updates)
         for device, update in zip(dirty, updates, strict=True):
             for event in device.events:
@@ -460,13 +460,21 @@ class IngestWorker:
             self._batch["unstorable"] += 1
             log.error("store refused %s of %s: %s", what, device_id, exc)
 
-    def _hand_to_sink(
-        self, sink: EventSink, device_id: str, events: list[DetectorEvent], now: int
-    ) -> None:
-        try:
-            sink.handle(device_id, events, now)
-        except Exception:  # a failing sink must not stop ingest; it is logged with its trace
-            log.exception("event sink %r failed for %s", sink, device_id)
+    def _hand_to_sink(self, sink: EventSink, handoffs: list[Handoff], now: int) -> None:
+        """The batch's events to one sink: in one call when it takes batches, else device by
+        device. A failing sink must not stop ingest; it is logged with its trace."""
+        if isinstance(sink, BatchEventSink):
+            try:
+                sink.handle_many(handoffs, now)
+            except Exception:
+                devices = ", ".join(device_id for device_id, _ in handoffs)
+                log.exception("event sink %r failed for %s", sink, devices)
+            return
+        for device_id, events in handoffs:
+            try:
+                sink.handle(device_id, events, now)
+            except Exception:
+                log.exception("event sink %r failed for %s", sink, device_id)
 
     # ------------------------------------------------------------------ device state
 

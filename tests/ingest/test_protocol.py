@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ingest.protocol import (
+    HEADER,
     HEADER_BYTES,
     MAX_FRAME_BYTES,
     Frame,
@@ -192,6 +193,30 @@ def test_each_rejection_has_its_own_reason() -> None:
     body = bytearray(encode_binary(f32)[:-4])
     body[HEADER_BYTES : HEADER_BYTES + 4] = struct.pack("<f", float("inf"))
     assert reason(resealed(bytes(body))) == "nan"
+
+
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 40), st.integers(1, 8)),  # samples x channels
+        elements=st.one_of(
+            st.floats(width=32),  # any float32: NaN and infinities included
+            st.sampled_from([3.4028235e38, -3.4028235e38, 1e-45, -0.0]),  # finite extremes
+        ),
+    )
+)
+def test_float32_samples_are_rejected_exactly_when_one_is_not_finite(samples: np.ndarray) -> None:
+    frame = Frame(StreamKind.EMG, 1000.0, T0, 1, 1.0, SampleType.FLOAT32, samples)
+    n, channels = samples.shape
+    header = HEADER.pack(
+        b"CW", 1, 1, int(SampleType.FLOAT32), channels, 0, 1_000_000, T0, 1, n, 1.0
+    )
+    wire = header + samples.astype("<f4").tobytes()
+    wire += struct.pack("<I", zlib.crc32(wire))
+    if np.isfinite(samples).all():
+        assert decode(wire) == frame
+    else:
+        assert reason(wire) == "nan"
 
 
 def test_topics_round_trip_and_bad_ones_are_rejected() -> None:
