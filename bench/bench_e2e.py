@@ -126,6 +126,11 @@ def run_case(
         "samples_per_s": samples / elapsed_s,
         "worker_cpu_s": cpu_s,  # the worker's process (worker, alert sink, alert timer)
         "live_wearers": samples / elapsed_s / WEARER_SAMPLES_PER_S,
+        # what the worker's process spends per frame, and the wearers that one CPU second of it
+        # carries: less sensitive than wall time to the publisher and the broker sharing the
+        # machine's cores (its two threads share one interpreter lock, so about one core)
+        "cpu_ms_per_frame": cpu_s / frames_done * 1000 if frames_done else float("nan"),
+        "wearers_per_cpu_s": samples / cpu_s / WEARER_SAMPLES_PER_S,
         "episodes": found,
         "alerts_timed": len(latencies),
         "alert_p50_ms": percentile(latencies, 50),
@@ -148,6 +153,8 @@ MEDIAN_FIGURES = (
     "elapsed_s",
     "publish_s",
     "worker_cpu_s",
+    "cpu_ms_per_frame",
+    "wearers_per_cpu_s",
 )
 
 
@@ -186,6 +193,8 @@ def render(cases: list[dict[str, Any]]) -> str:
             _with_range(c, "frames_per_s"),
             f"{c['samples_per_s']:,.0f}",
             _with_range(c, "live_wearers"),
+            f"{c['cpu_ms_per_frame']:.3f}",
+            _with_range(c, "wearers_per_cpu_s"),
             f"{c['episodes']['stored']} / {c['episodes']['labelled']} "
             f"({c['episodes']['matched']} matched)",
             f"{c['alert_p50_ms']:.0f} / {c['alert_p99_ms']:.0f} (n={c['alerts_timed']})",
@@ -201,6 +210,8 @@ def render(cases: list[dict[str, Any]]) -> str:
             "frames/s",
             "samples/s",
             "live wearers/worker",
+            "worker CPU ms/frame",
+            "wearers per worker CPU s",
             "episodes stored / labelled",
             "alert p50 / p99 ms",
             "peak RSS MB",

@@ -49,6 +49,11 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
                 ("e2e", f"{b}: live wearers per worker", f"{c['live_wearers']:,.0f}"),
                 (
                     "e2e",
+                    f"{b}: worker CPU per frame, wearers per worker CPU s",
+                    f"{c['cpu_ms_per_frame']:.3f} ms, {c['wearers_per_cpu_s']:,.0f}",
+                ),
+                (
+                    "e2e",
                     f"{b}: alert p50 / p99",
                     f"{c['alert_p50_ms']:.0f} / {c['alert_p99_ms']:.0f} ms",
                 ),

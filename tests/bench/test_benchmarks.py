@@ -49,6 +49,11 @@ def test_e2e_and_sync_benches_store_what_they_publish(tmp_path: Path) -> None:
     assert case["frames_released"] == case["frames_published"] == case["frames_planned"]
     assert case["dead_letters"] == 0
     assert case["episodes"]["matched"] <= case["episodes"]["labelled"]
+    # the CPU figures describe the same run: ms per frame and wearers per CPU second agree
+    frames_per_cpu_s = case["frames_released"] / case["worker_cpu_s"]
+    assert case["cpu_ms_per_frame"] == pytest.approx(1000 / frames_per_cpu_s)
+    samples_per_cpu_s = case["samples_per_s"] * case["elapsed_s"] / case["worker_cpu_s"]
+    assert case["wearers_per_cpu_s"] == pytest.approx(samples_per_cpu_s / 1150)
     assert bench_sync.main(["--quick", "--hours", "0.05", "--out", str(tmp_path)]) == 0
     (sync,) = result(tmp_path, "sync")["cases"]
     assert sync["runs"][0]["frames"] == 2 * 6  # 3 min in 30 s sync frames, both streams
