@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Engine, or_, select
@@ -182,6 +182,7 @@ class LiveAlertSink:
                 try:
                     with Session(self._engine) as session, session.begin():
                         context = _Context(session, now_us, arrival_us, outbound, {})
+                        context.loaded = _load_known(session, steps)
                         for step in steps:
                             self._take(context, step)
                         webhooks = context.webhooks_added
@@ -547,6 +548,7 @@ class _Context:
     subscriptions: dict[str, list[WebhookSubscription]]
     webhooks_added: bool = False
     states_changed: bool = False  # a lifecycle was created or changed state
+    loaded: list[object] = field(default_factory=list)  # rows held for the session's lookups
 
 
 @dataclass(frozen=True)
@@ -583,6 +585,32 @@ def _device_step(device_id: str, events: Sequence[DetectorEvent]) -> _Step:
             continue
         episode_events.append(event)
     return _Step(device_id, episode_events, device_now_us)
+
+
+def _load_known(session: Session, steps: Sequence[_Step]) -> list[object]:
+    """Load the links of the transaction's episodes and their lifecycles in two queries, so
+    that the ``session.get`` of each event finds them in the session (most events are
+    updates of an episode already linked). The caller holds the returned rows for the
+    transaction: the session keeps unchanged rows only while something refers to them."""
+    episode_ids = sorted({e.episode.episode_id for step in steps for e in step.episode_events})
+    rows: list[object] = []
+    for part in _parts(episode_ids):
+        rows.extend(
+            session.scalars(
+                select(AlertEpisodeLink).where(AlertEpisodeLink.episode_id.in_(part))
+            ).all()
+        )
+    alert_ids = sorted({row.alert_id for row in rows if isinstance(row, AlertEpisodeLink)})
+    for part in _parts(alert_ids):
+        rows.extend(
+            session.scalars(select(AlertLifecycle).where(AlertLifecycle.alert_id.in_(part))).all()
+        )
+    return rows
+
+
+def _parts(keys: list[str], size: int = 500) -> list[list[str]]:
+    """``keys`` in lists of at most ``size`` (bound parameters per statement stay few)."""
+    return [keys[k : k + size] for k in range(0, len(keys), size)]
 
 
 def _offset_estimate_us(lifecycle: AlertLifecycle) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 
 from alerts.live import LiveAlertSink
 from detection.events import DetectorEvent, QualityEvent, QualityFlag
@@ -117,4 +118,34 @@ def test_the_live_sink_takes_batches() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         engine = sqlite_engine(Path(tmp) / "a.db")
         assert isinstance(LiveAlertSink(engine, None), BatchEventSink)
+        engine.dispose()
+
+
+def test_a_batch_of_updates_reads_its_links_and_lifecycles_in_two_queries() -> None:
+    """Twelve devices with a cramp under way, each with two updates in the batch: the batch
+    reads what it needs in two queries, not two per event."""
+    devices = [f"dev-{k:02d}" for k in range(12)]
+    streams = {d: episode_events(d, 10.0 + k, 60.0) for k, d in enumerate(devices)}
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = sqlite_engine(Path(tmp) / "a.db")
+        clock = Clock()
+        sink = LiveAlertSink(engine, None, merge_gap_s=10.0, clock_us=clock)
+        started = [(d, events[:1]) for d, events in streams.items()]
+        clock.now_us = max(events[0].at_us for events in streams.values())
+        sink.handle_many(started, clock.now_us)
+        updates: Handoffs = [(d, events[1:3]) for d, events in streams.items()]
+        assert all(len(events) == 2 for _, events in updates)
+        clock.now_us = max(events[-1].at_us for _, events in updates)
+        selects: list[str] = []
+
+        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            if statement.lstrip().upper().startswith("SELECT"):
+                selects.append(statement)
+
+        sa_event.listen(engine, "before_cursor_execute", note)
+        sink.handle_many(updates, clock.now_us)
+        sa_event.remove(engine, "before_cursor_execute", note)
+        assert len(selects) == 2, selects
+        seen = {r.device_id: r.active_s for r in sink.lifecycles()}
+        assert sorted(seen) == devices  # the updates were taken: every lifecycle is there
         engine.dispose()
