@@ -159,6 +159,10 @@ class SqliteStore(SummarizingStore):
         self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._write_lock = threading.Lock()
+        # One read at a time per store. The sqlite3 module releases the interpreter lock for
+        # every row it steps, so concurrent readers in one process hand it over row by row and
+        # burn more CPU than they read (docs/performance.md: API at 8 connections).
+        self._read_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
@@ -233,7 +237,8 @@ class SqliteStore(SummarizingStore):
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
-            return self._connection().execute(sql, params).fetchall()
+            with self._read_lock:
+                return self._connection().execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
