@@ -329,7 +329,7 @@ class IngestWorker:
                 self._batch["frames_released"] += taken
                 letters.extend(refused)
         if now - self._last_housekeeping_us >= HOUSEKEEPING_INTERVAL_US:
-            self._housekeeping(now)
+            self._housekeeping(self._arrival_horizon(batch, now))
             self._last_housekeeping_us = now
         self._commit(letters, now)
         for key, count in self._batch.items():
@@ -375,10 +375,24 @@ class IngestWorker:
         device.queue(step, item)
         return None
 
-    def _housekeeping(self, now: int) -> None:
-        """Release held frames of quiet devices; finish detectors of devices gone silent."""
+    def _arrival_horizon(self, batch: list[Inbound | Rejected], now: int) -> int:
+        """Arrival time up to which every message has been processed, µs: now when nothing
+        waits in the intake queue; otherwise the newest arrival of this batch (the queue is in
+        arrival order). A worker working through a backlog thus judges a device quiet by the
+        messages it has seen, not by how far behind it is."""
+        if self.intake.items.empty():
+            return now
+        arrivals = [
+            item.arrival_us if isinstance(item, Inbound) else item.letter.arrival_us
+            for item in batch
+        ]
+        return max(arrivals, default=now)
+
+    def _housekeeping(self, horizon_us: int) -> None:
+        """Release held frames of quiet devices; finish detectors of devices gone silent.
+        Quiet is judged at ``horizon_us`` (see :meth:`_arrival_horizon`)."""
         for device in self._devices.values():
-            quiet_us = now - device.last_arrival_us
+            quiet_us = horizon_us - device.last_arrival_us
             if device.sequencer.pending_count() and quiet_us >= self.idle_flush_us:
                 self._batch["frames_released"] += device.release_held(self.detectors)
             if device.detector is not None and quiet_us >= self.finish_after_us:
