@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from detection.events import Episode, EpisodeEvent, EventKind, Movement
@@ -230,6 +231,37 @@ def by_time(streams: list[list[EpisodeEvent]]) -> Iterator[EpisodeEvent]:
     """All events of several streams in device-time order."""
     merged = [e for stream in streams for e in stream]
     return iter(sorted(merged, key=lambda e: (e.at_us, e.episode.device_id)))
+
+
+class SettableClock:
+    """A wall clock the test sets (``clock_us`` of a sink)."""
+
+    def __init__(self) -> None:
+        self.now_us = NIGHT_START_US
+
+    def __call__(self) -> int:
+        return self.now_us
+
+
+def random_cramps(devices: list[str]) -> st.SearchStrategy[tuple[str, float, float, float, bool]]:
+    """One cramp of a random device: onset (s into the night), duration (s), how late its end
+    is reported (s) and whether it is reported at all."""
+    return st.tuples(
+        st.sampled_from(devices),
+        st.floats(0, 600),
+        st.floats(2, 90),
+        st.sampled_from([0.0, 0.0, 30.0, 200.0]),
+        st.booleans(),
+    )
+
+
+def cramp_events(cramps: list[tuple[str, float, float, float, bool]]) -> list[EpisodeEvent]:
+    """The episode events of :func:`random_cramps` draws, in device-time order."""
+    streams = []
+    for device, onset_s, duration_s, delay_s, reported in cramps:
+        events = episode_events(device, onset_s, duration_s, end_report_delay_s=delay_s)
+        streams.append(events if reported else events[:-1])
+    return list(by_time(streams))
 
 
 def self_signed_tls(workdir: Path) -> tuple[ssl.SSLContext, Path]:

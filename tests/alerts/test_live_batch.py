@@ -13,27 +13,19 @@ from sqlalchemy import event as sa_event
 from alerts.live import LiveAlertSink
 from detection.events import DetectorEvent, QualityEvent, QualityFlag
 from ingest.detectors import BatchEventSink
-from tests.alerts.builders import NIGHT_START_US, S, by_time, episode_events
+from tests.alerts.builders import (
+    S,
+    SettableClock,
+    cramp_events,
+    episode_events,
+    random_cramps,
+)
 from tests.alerts.conftest import sqlite_engine
 
 Handoffs = list[tuple[str, Sequence[DetectorEvent]]]
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_us = NIGHT_START_US
-
-    def __call__(self) -> int:
-        return self.now_us
-
-
-episode = st.tuples(
-    st.sampled_from(["dev-a", "dev-b", "dev-c", "dev-d"]),
-    st.floats(0, 600),  # onset, s into the night
-    st.floats(2, 90),  # duration, s
-    st.sampled_from([0.0, 0.0, 30.0, 200.0]),  # how late the end is reported, s
-    st.booleans(),  # whether the end is reported at all
-)
+episode = random_cramps(["dev-a", "dev-b", "dev-c", "dev-d"])
 batch = st.tuples(
     st.integers(1, 12),  # events in the batch
     # how far the arrival clock is ahead of the batch's last event, µs
@@ -81,16 +73,12 @@ def test_a_batch_in_one_transaction_alerts_as_its_devices_one_by_one(
     shapes: list[tuple[int, int, float | None, bool]],
     gap_s: float,
 ) -> None:
-    streams = []
-    for device, onset_s, duration_s, delay_s, reported in episodes:
-        events = episode_events(device, onset_s, duration_s, end_report_delay_s=delay_s)
-        streams.append(events if reported else events[:-1])
-    plan = batches(list(by_time(streams)), shapes)
+    plan = batches(cramp_events(episodes), shapes)
     with tempfile.TemporaryDirectory() as tmp:
         outcomes = []
         for batched in (True, False):
             engine = sqlite_engine(Path(tmp) / f"batched-{batched}.db")
-            clock = Clock()
+            clock = SettableClock()
             sink = LiveAlertSink(engine, None, merge_gap_s=gap_s, end_wait_s=120.0, clock_us=clock)
             for handoffs, arrival_us, tick in plan:
                 clock.now_us = arrival_us
@@ -128,7 +116,7 @@ def test_a_batch_of_updates_reads_its_links_and_lifecycles_in_two_queries() -> N
     streams = {d: episode_events(d, 10.0 + k, 60.0) for k, d in enumerate(devices)}
     with tempfile.TemporaryDirectory() as tmp:
         engine = sqlite_engine(Path(tmp) / "a.db")
-        clock = Clock()
+        clock = SettableClock()
         sink = LiveAlertSink(engine, None, merge_gap_s=10.0, clock_us=clock)
         started = [(d, events[:1]) for d, events in streams.items()]
         clock.now_us = max(events[0].at_us for events in streams.values())

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from alerts.live import LiveAlertSink
 from detection.events import QualityEvent, QualityFlag
-from tests.alerts.builders import NIGHT_START_US, S, by_time, episode_events
+from tests.alerts.builders import S, SettableClock, cramp_events, random_cramps
 from tests.alerts.conftest import sqlite_engine
 
 
@@ -21,21 +21,7 @@ class AlwaysQueries(LiveAlertSink):
         return True
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now_us = NIGHT_START_US
-
-    def __call__(self) -> int:
-        return self.now_us
-
-
-episode = st.tuples(
-    st.sampled_from(["dev-a", "dev-b", "dev-c"]),
-    st.floats(0, 600),  # onset, s into the night
-    st.floats(2, 90),  # duration, s
-    st.sampled_from([0.0, 0.0, 30.0, 200.0]),  # how late the end is reported, s
-    st.booleans(),  # whether the end is reported at all
-)
+episode = random_cramps(["dev-a", "dev-b", "dev-c"])
 step = st.tuples(
     # how far the arrival clock is ahead of device time at this event, µs
     st.sampled_from([0, 0, 500_000, 5_000_000, 15_000_000, 40_000_000]),
@@ -56,16 +42,12 @@ def test_skipping_the_resolving_query_when_nothing_is_due_changes_no_alert(
     steps: list[tuple[int, float | None, bool]],
     gap_s: float,
 ) -> None:
-    streams = []
-    for device, onset_s, duration_s, delay_s, reported in episodes:
-        events = episode_events(device, onset_s, duration_s, end_report_delay_s=delay_s)
-        streams.append(events if reported else events[:-1])
-    events = list(by_time(streams))
+    events = cramp_events(episodes)
     with tempfile.TemporaryDirectory() as tmp:
         outcomes = []
         for cls in (LiveAlertSink, AlwaysQueries):
             engine = sqlite_engine(Path(tmp) / f"{cls.__name__}.db")
-            clock = Clock()
+            clock = SettableClock()
             sink = cls(engine, None, merge_gap_s=gap_s, end_wait_s=120.0, clock_us=clock)
             for k, event in enumerate(events):
                 ahead_us, quality_after_s, tick = steps[k % len(steps)]
