@@ -6,6 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench import bench_detector, bench_e2e, bench_stream, bench_sync, run_all
@@ -25,6 +26,10 @@ def test_detector_bench_times_ours_the_floor_and_the_anchors(tmp_path: Path) -> 
     pairs = [o / f for o, f in zip(ours["seconds"], floor["seconds"], strict=True)]
     assert doc["ours_over_floor"] == pytest.approx(statistics.median(pairs))
     assert doc["ours_over_floor"] > 1  # ours includes that band-pass pass and more
+    pieces = doc["floor_in_pieces"]["seconds"]
+    in_pieces = [o / f for o, f in zip(ours["seconds"], pieces, strict=True)]
+    assert doc["ours_over_floor_in_pieces"] == pytest.approx(statistics.median(in_pieces))
+    assert doc["ours_over_floor_in_pieces"] > 1
     for anchor in ("neurokit2", "biosppy"):
         a = doc["anchors"][anchor]
         assert a["anchor_over_ours"] == pytest.approx(ours["realtime_x"] / a["realtime_x"])
@@ -64,12 +69,14 @@ def test_summary_rows_read_the_result_documents() -> None:
     doc = {
         "ours": {"realtime_x": 25000.0},
         "ours_over_floor": 2.5,
+        "ours_over_floor_in_pieces": 4.0,
         "anchors": {"neurokit2": {"anchor_over_ours": 300.0}, "biosppy": {"unavailable": "x"}},
     }
     rows = run_all._summary_rows("detector", doc)
     assert ("detector", "offline real-time factor", "25,000x") in rows
     assert ("detector", "neurokit2 time / ours", "300x") in rows
-    assert len(rows) == 3
+    assert ("detector", "ours / the same sosfilt in 60 s pieces", "4.00x") in rows
+    assert len(rows) == 4
 
 
 @pytest.mark.slow
@@ -129,3 +136,12 @@ def test_api_bench_loads_a_served_api_with_history_and_summary_requests(tmp_path
         "1 connections: requests/s, p95 of all",
         "3 connections: requests/s, p95 of all",
     ]
+
+
+def test_the_floor_in_pieces_computes_the_same_filter() -> None:
+    x = np.random.default_rng(5).normal(size=130_001)
+    sos = bench_detector.signal.butter(4, [20.0, 450.0], "bandpass", fs=1000.0, output="sos")
+    whole = bench_detector.signal.sosfilt(sos, x)
+    last = bench_detector.sosfilt_in_pieces(sos, x, 60_000)
+    assert last.shape == (10_001,)
+    assert np.array_equal(last, whole[-10_001:])  # state carried: the same values to the bit
