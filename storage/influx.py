@@ -8,9 +8,12 @@ influxdb-client, or ``/write`` for InfluxDB 1.0-1.7), confirmed by the server or
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +30,7 @@ from storage.base import (
     SpoolHealth,
     StoreError,
     StoreUnavailable,
+    UnstorableValue,
 )
 from storage.influx_writer import InfluxWriter, WriteMode
 from storage.queries import (
@@ -46,6 +50,8 @@ from storage.summaries import (
 )
 from storage.summarizing import SummarizingStore
 from storage.validation import DeviceRegistry
+
+log = logging.getLogger(__name__)
 
 _STATEMENTS_PER_REQUEST: Final = 100
 
@@ -107,6 +113,8 @@ class InfluxStore(SummarizingStore):
     ) -> None:
         if not database:
             raise ValueError("database must not be empty")
+        self._local = threading.local()  # the thread's open grouped() block, if any
+        self.refused_in_groups = 0
         self.url = url.rstrip("/")
         self.database = database
         self.retention_policy = retention_policy
@@ -152,23 +160,54 @@ class InfluxStore(SummarizingStore):
 
     # -- writes ------------------------------------------------------------------------------
 
+    @contextmanager
+    def grouped(self) -> Iterator[None]:
+        """Send the calling thread's ``write_*`` lines of the block together when it ends: as
+        few requests as ``batch_size`` allows, confirmed or spooled when the block returns;
+        nothing when the block raises. Each call is still checked when it is made. Should the
+        server refuse the joined lines (HTTP 400), they are sent again call by call and only
+        the calls it refuses are dropped, each logged (:attr:`refused_in_groups` counts them).
+        """
+        if getattr(self._local, "group", None) is not None:
+            raise RuntimeError("grouped() blocks do not nest")
+        group: list[list[str]] = []
+        self._local.group = group
+        try:
+            yield
+        finally:
+            self._local.group = None
+        try:
+            self._writer.deliver([line for lines in group for line in lines])
+        except UnstorableValue:
+            for lines in group:
+                try:
+                    self._writer.deliver(lines)
+                except UnstorableValue as exc:
+                    self.refused_in_groups += 1
+                    log.error("InfluxDB refused %d lines of a grouped write: %s", len(lines), exc)
+
+    def _deliver(self, lines: list[str]) -> None:
+        group: list[list[str]] | None = getattr(self._local, "group", None)
+        if group is None:
+            self._writer.deliver(lines)
+        elif lines:
+            group.append(lines)
+
     def write_events(self, events: Sequence[EpisodeEvent]) -> None:
-        self._writer.deliver([schema.episode_line(e) for e in validation.latest_episodes(events)])
+        self._deliver([schema.episode_line(e) for e in validation.latest_episodes(events)])
 
     def write_quality(self, events: Sequence[QualityEvent]) -> None:
-        self._writer.deliver([schema.quality_line(validation.check_quality(e)) for e in events])
+        self._deliver([schema.quality_line(validation.check_quality(e)) for e in events])
 
     def write_series(self, device_id: str, points: Sequence[SeriesPoint]) -> None:
         kept = validation.check_series(device_id, points)
-        self._writer.deliver([schema.series_line(device_id, p) for p in kept])
+        self._deliver([schema.series_line(device_id, p) for p in kept])
 
     def write_health(self, records: Sequence[HealthRecord]) -> None:
-        self._writer.deliver([schema.health_line(validation.check_health(r)) for r in records])
+        self._deliver([schema.health_line(validation.check_health(r)) for r in records])
 
     def write_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        self._writer.deliver(
-            [schema.dead_letter_line(validation.check_dead_letter(d)) for d in letters]
-        )
+        self._deliver([schema.dead_letter_line(validation.check_dead_letter(d)) for d in letters])
 
     # -- InfluxQL ----------------------------------------------------------------------------
 

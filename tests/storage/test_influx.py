@@ -21,7 +21,7 @@ from storage.base import EpisodeQuery, Store, StoreUnavailable, UnstorableValue
 from storage.influx import InfluxStore
 from storage.influx_writer import parse_retry_after_s
 from tests.servers import Influxd, free_port, wait_for
-from tests.storage.conftest import NIGHT_START_US, SECOND_US, episode, make_night
+from tests.storage.conftest import NIGHT_START_US, SECOND_US, episode, make_night, open_influx
 
 T0 = NIGHT_START_US
 
@@ -360,3 +360,62 @@ def test_v1_write_path_on_the_wire(endpoint: WriteEndpoint) -> None:
     assert request.query == {"db": ["crampwatch"], "precision": ["u"], "rp": ["one_year"]}
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"writer:pw").decode()
     assert request.body.decode() == f"series,device_id=dev-1 envelope_uv=2.5 {T0}"
+
+
+def count_requests(store: InfluxStore) -> list[str]:
+    """Paths of the HTTP requests the store's client sends from now on (a hook on the real
+    client, the requests still go to the server)."""
+    paths: list[str] = []
+    store._http.event_hooks["request"].append(lambda request: paths.append(request.url.path))
+    return paths
+
+
+def test_a_grouped_block_writes_in_one_request_when_it_ends(
+    influxd: Influxd, tmp_path: Path
+) -> None:
+    store = open_influx(influxd, tmp_path / "spool")
+    writes = count_requests(store)
+    points = [SeriesPoint(T0 + s * SECOND_US, 2.0 + s, 1.0, 0.01, "supine") for s in range(30)]
+    with store.grouped():
+        for device_id in ("dev-a", "dev-b", "dev-c"):
+            store.write_series(device_id, points)
+        ended = episode("dev-a", T0 + 5 * SECOND_US, 12.0)
+        store.write_events([EpisodeEvent(EventKind.ENDED, ended, ended.offset_us or T0)])
+        assert writes == []  # nothing sent before the block ends
+    assert writes == ["/write"]
+    for device_id in ("dev-a", "dev-b", "dev-c"):
+        assert store.series(device_id, T0, T0 + 30 * SECOND_US) == points
+    assert len(store.episodes(EpisodeQuery(("dev-a",), T0, T0 + 60 * SECOND_US))) == 1
+    with pytest.raises(RuntimeError, match="nest"), store.grouped(), store.grouped():
+        pass
+    store.close()
+
+
+def test_a_grouped_block_that_raises_writes_nothing(influxd: Influxd, tmp_path: Path) -> None:
+    store = open_influx(influxd, tmp_path / "spool")
+    with pytest.raises(StoreUnavailable), store.grouped():
+        store.write_series("dev-a", [SeriesPoint(T0, 1.0, 1.0, None, None)])
+        raise StoreUnavailable("the batch failed before it ended")
+    assert store.series("dev-a", T0, T0 + SECOND_US) == []
+    store.write_series("dev-a", [SeriesPoint(T0, 1.0, 1.0, None, None)])  # no group left open
+    assert len(store.series("dev-a", T0, T0 + SECOND_US)) == 1
+    store.close()
+
+
+def test_a_grouped_write_the_server_refuses_in_part_keeps_the_other_calls(
+    influxd: Influxd, tmp_path: Path
+) -> None:
+    store = open_influx(influxd, tmp_path / "spool")
+    # a string envelope a month later (another shard) makes a float one there a field type
+    # conflict: the server refuses that call's line and takes the others
+    later = T0 + 30 * 86_400 * SECOND_US
+    store._writer.deliver([f'series,device_id=dev-x envelope_uv="text" {later}'])
+    good = [SeriesPoint(T0 + s * SECOND_US, 1.0 + s, 1.0, None, None) for s in range(5)]
+    with store.grouped():
+        store.write_series("dev-good", good)
+        store.write_series("dev-bad", [SeriesPoint(later, 3.0, 1.0, None, None)])
+        store.write_series("dev-late", good)
+    assert store.refused_in_groups == 1
+    assert store.series("dev-good", T0, T0 + 5 * SECOND_US) == good
+    assert store.series("dev-late", T0, T0 + 5 * SECOND_US) == good
+    store.close()
