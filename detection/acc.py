@@ -181,21 +181,32 @@ class AccState:
         The intervals are the detector's seconds; where the device clock was followed they
         may overlap or leave room between them by a few µs, so each has both ends.
         """
-        starts = self.time_us.searchsorted(start_us, side="left").tolist()
-        ends = self.time_us.searchsorted(end_us, side="left").tolist()
+        lo = self.time_us.searchsorted(start_us, side="left")
+        hi = self.time_us.searchsorted(end_us, side="left")
         cos_upright = math.cos(math.radians(upright_deg))
+        if lo.size and bool(np.all(hi > lo)) and bool(np.all(lo[1:] >= hi[:-1])):
+            # Non-empty, non-overlapping seconds (the usual case): one reduceat over the
+            # interleaved bounds [lo0, hi0, lo1, ...] sums every second, and the gaps between
+            # them land in the odd slots. Each second is summed by the same inner loop over the
+            # same samples as a reduceat of it alone, so the means are the same to the bit.
+            bounds = np.empty(2 * lo.size - 1, dtype=np.intp)
+            bounds[0::2] = lo
+            bounds[1::2] = hi[:-1]
+            totals = np.add.reduceat(self.dyn_g[: int(hi[-1])], bounds)[0::2]
+            means: list[float | None] = (totals / (hi - lo)).tolist()
+            last_up = self.up[hi - 1].tolist()
+            postures: list[str | None] = [_posture(x, y, z, cos_upright) for x, y, z in last_up]
+            return means, postures
         activity: list[float | None] = []
         posture: list[str | None] = []
-        # bin by bin in plain Python: a chunk completes about one bin, and indexing NumPy rows
-        # one at a time costs more than the rule itself
-        for lo, hi in zip(starts, ends, strict=True):
-            if hi <= lo:
+        for first, stop in zip(lo.tolist(), hi.tolist(), strict=True):
+            if stop <= first:
                 activity.append(None)
                 posture.append(None)
                 continue
-            # reduceat, as always: sum() may group the additions differently
-            total = float(np.add.reduceat(self.dyn_g[lo:hi], _FIRST)[0])
-            activity.append(total / (hi - lo))
-            x, y, z = self.up[hi - 1].tolist()
+            # reduceat, as in the vectorised path: sum() may group the additions differently
+            total = float(np.add.reduceat(self.dyn_g[first:stop], _FIRST)[0])
+            activity.append(total / (stop - first))
+            x, y, z = self.up[stop - 1].tolist()
             posture.append(_posture(x, y, z, cos_upright))
         return activity, posture

@@ -15,6 +15,12 @@ from numpy.typing import NDArray
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 
+# Samples per channel from which :func:`block_stats` reduces each quantity on its own: below
+# it the cost is per NumPy call and one stacked reduction wins; above it, the stacked copy
+# costs more than the calls it saves (a 60 s piece: about 10 % faster, 1 s chunks: about 30 %
+# slower).
+SEPARATE_FROM = 8192
+
 
 @dataclass(frozen=True)
 class BlockStats:
@@ -61,6 +67,10 @@ def block_stats(raw: FloatArray, band: FloatArray, clean: FloatArray, block_len:
     c = clean.reshape(shape)
     raw_max = np.maximum.reduce(r, axis=2)
     raw_min = np.minimum.reduce(r, axis=2)
+    if raw.shape[1] >= SEPARATE_FROM:
+        return _separate_stats(
+            r, band.reshape(shape) if band is not clean else None, c, raw_max, raw_min
+        )
     # Every per-block sum comes from one reduction of a stacked buffer: a 1 s chunk holds so few
     # samples that the cost is per NumPy call. Each block row is still summed on its own, in
     # the same order as a separate ``sum(axis=2)``, so the values are the same to the bit.
@@ -87,6 +97,32 @@ def block_stats(raw: FloatArray, band: FloatArray, clean: FloatArray, block_len:
         at_max=counts[0].T,
         at_min=counts[1].T,
         crossings=counts[2].T,
+    )
+
+
+def _separate_stats(
+    r: FloatArray, b: FloatArray | None, c: FloatArray, raw_max: FloatArray, raw_min: FloatArray
+) -> BlockStats:
+    """:func:`block_stats` of a long piece, one reduction per quantity (no stacked copy).
+
+    ``r``, ``c`` (and ``b`` unless the band-passed EMG is the notched one) are shaped
+    (channels, n_blocks, block_len). The float sums run over the same contiguous rows as the
+    stacked path's, so they are the same to the bit; the counts are exact either way.
+    """
+    block_len = r.shape[2]
+    square = np.square(c)
+    ms = np.add.reduce(square, axis=2) / block_len
+    ms_band = ms if b is None else np.add.reduce(np.square(b, out=square), axis=2) / block_len
+    signs = np.signbit(c)
+    return BlockStats(
+        ms_band_uv2=ms_band.T,
+        ms_uv2=ms.T,
+        raw_max_uv=raw_max.T,
+        raw_min_uv=raw_min.T,
+        raw_mean_uv=(np.add.reduce(r, axis=2) / block_len).T,
+        at_max=np.count_nonzero(r == raw_max[:, :, None], axis=2).astype(np.int64).T,
+        at_min=np.count_nonzero(r == raw_min[:, :, None], axis=2).astype(np.int64).T,
+        crossings=np.count_nonzero(signs[:, :, 1:] != signs[:, :, :-1], axis=2).astype(np.int64).T,
     )
 
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from scipy import signal
 
 from detection import StreamDetector
-from detection.envelope import block_stats
+from detection.acc import AccState, posture_name
+from detection.envelope import SEPARATE_FROM, block_stats
 from detection.filters import exponential_smooth
 from detection.quality import SECOND_SHARE, _count_thresholds, second_flags
 from tests.detection import synth
@@ -26,16 +27,29 @@ from tests.detection.test_stream import ACC_RATE, EMG_RATE, T0_US, busy_night
     n_blocks=st.integers(1, 25),
     separate_band=st.booleans(),
     quantised=st.booleans(),
+    long=st.booleans(),
+    slack=st.integers(0, 7),
     seed=st.integers(0, 2**32 - 1),
 )
 def test_block_stats_match_one_reduction_per_quantity(
-    channels: int, block_len: int, n_blocks: int, separate_band: bool, quantised: bool, seed: int
+    channels: int,
+    block_len: int,
+    n_blocks: int,
+    separate_band: bool,
+    quantised: bool,
+    long: bool,
+    slack: int,
+    seed: int,
 ) -> None:
     rng = np.random.default_rng(seed)
+    if long:  # a long offline piece: each quantity reduced on its own
+        n_blocks += SEPARATE_FROM // block_len
     shape = (channels, n_blocks * block_len)
-    raw = rng.normal(0.0, 10.0, shape)
+    # the unfiltered samples are a view of a wider array (leftover samples after the blocks)
+    wide = rng.normal(0.0, 10.0, (channels, shape[1] + slack))
     if quantised:  # repeated extremes, as on a rail
-        raw = np.round(raw / 5.0) * 5.0
+        wide = np.round(wide / 5.0) * 5.0
+    raw = wide[:, : shape[1]]
     band = rng.normal(0.0, 5.0, shape)
     clean = rng.normal(0.0, 5.0, shape) if separate_band else band
     stats = block_stats(raw, band, clean, block_len)
@@ -57,6 +71,47 @@ def test_block_stats_match_one_reduction_per_quantity(
         got = getattr(stats, name)
         assert got.shape == (n_blocks, channels), name
         assert got.tobytes() == np.ascontiguousarray(values.T, dtype=got.dtype).tobytes(), name
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_bins=st.integers(1, 40),
+    shifts=st.lists(st.integers(-3, 3), min_size=80, max_size=80),
+    layout=st.sampled_from(["touching", "apart", "free"]),
+    holes=st.lists(st.integers(0, 40), max_size=3),
+)
+def test_acc_bins_match_each_second_summed_alone(
+    seed: int, n_bins: int, shifts: list[int], layout: str, holes: list[int]
+) -> None:
+    """The one-reduceat path gives, to the bit, the per-second sums; seconds that touch, leave
+    room between them, overlap (a followed device clock) or hold no sample all agree."""
+    rng = np.random.default_rng(seed)
+    rate = 50.0
+    state = AccState.create(rate)
+    acc = rng.normal(0.0, 0.05, (int(rate) * 45, 3)) + np.array([0.0, 0.0, -1.0])
+    state.start_segment(acc[0], 0)
+    state.push(acc)
+    edges = np.arange(n_bins + 1, dtype=np.int64) * 1_000_000
+    starts = edges[:-1] + np.array(shifts[:n_bins], dtype=np.int64) * 10_000
+    ends = edges[1:] + np.array(shifts[40 : 40 + n_bins], dtype=np.int64) * 10_000
+    if layout == "touching":  # each second ends where the next starts (a steady clock)
+        ends[:-1] = starts[1:]
+    elif layout == "apart":  # room between the seconds, none overlapping
+        ends[:-1] = starts[1:] - np.abs(ends[:-1] - edges[1:-1])
+    for hole in holes:  # a second past the recorded samples holds none
+        if hole < n_bins:
+            starts[hole] += 10**9
+            ends[hole] += 10**9
+    activity, posture = state.bins(starts, ends, 35.0)
+    for k in range(n_bins):
+        lo, hi = state.time_us.searchsorted([starts[k], ends[k]], side="left")
+        if hi <= lo:
+            assert activity[k] is None and posture[k] is None
+            continue
+        expected = float(np.add.reduceat(state.dyn_g[lo:hi], [0])[0]) / (hi - lo)
+        assert activity[k] is not None and activity[k] == expected
+        assert posture[k] == posture_name(state.up[hi - 1], 35.0)
 
 
 @pytest.mark.parametrize("rail_fraction", [0.5, 0.3, 0.77, 0.1, 1.0])
