@@ -9,7 +9,7 @@ from detection.errors import (
     DetectorTimeError,
 )
 from detection.offline import DetectionResult, detect_recording
-from detection.stream import StreamDetector
+from detection.stream import StreamDetector, push_emg_many
 
 __all__ = [
     "DetectionResult",
@@ -21,4 +21,5 @@ __all__ = [
     "DetectorTimeError",
     "StreamDetector",
     "detect_recording",
+    "push_emg_many",
 ]

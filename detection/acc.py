@@ -23,6 +23,7 @@ IntArray = NDArray[np.int64]
 GRAVITY_CUTOFF_HZ = 0.5  # below body movement (> 1 Hz), above posture changes (Mathie 2004)
 ACTIVITY_TAU_S = 0.25  # smoothing of |dynamic acceleration| for the movement rule
 _FIRST = np.zeros(1, dtype=np.intp)  # reduceat index of a single segment
+_MANY_BINS = 8  # from this many seconds, AccState.bins sums them in one reduceat (faster)
 
 
 def posture_name(up: FloatArray, upright_deg: float) -> str:
@@ -184,8 +185,8 @@ class AccState:
         lo = self.time_us.searchsorted(start_us, side="left")
         hi = self.time_us.searchsorted(end_us, side="left")
         cos_upright = math.cos(math.radians(upright_deg))
-        if lo.size and bool(np.all(hi > lo)) and bool(np.all(lo[1:] >= hi[:-1])):
-            # Non-empty, non-overlapping seconds (the usual case): one reduceat over the
+        if lo.size >= _MANY_BINS and bool((hi > lo).all()) and bool((lo[1:] >= hi[:-1]).all()):
+            # Many non-empty, non-overlapping seconds (an offline piece): one reduceat over the
             # interleaved bounds [lo0, hi0, lo1, ...] sums every second, and the gaps between
             # them land in the odd slots. Each second is summed by the same inner loop over the
             # same samples as a reduceat of it alone, so the means are the same to the bit.
@@ -197,6 +198,8 @@ class AccState:
             last_up = self.up[hi - 1].tolist()
             postures: list[str | None] = [_posture(x, y, z, cos_upright) for x, y, z in last_up]
             return means, postures
+        # a live chunk completes about one second: bin by bin in plain Python, as indexing
+        # NumPy rows one at a time costs more than the rule itself
         activity: list[float | None] = []
         posture: list[str | None] = []
         for first, stop in zip(lo.tolist(), hi.tolist(), strict=True):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,91 @@ class Seconds:
             setattr(head, name, values[:count])
             setattr(self, name, values[count:])
         return head
+
+
+def _front_end(
+    streams: Sequence[EmgStream], xt: FloatArray
+) -> tuple[IntArray, FloatArray, IntArray] | None:
+    """Filters, block grid, block statistics, fault bits and RMS smoothing of one chunk per
+    stream, the streams' channels stacked as the rows of ``xt`` (stream-major).
+
+    The streams must share their filters, channel count, block length and leftover-sample
+    count (see :func:`ingest_many`). Every step works row by row, so each stream's values
+    are the same to the bit as when it runs alone; its state is updated as ``ingest`` would.
+    Returns each block's fault bits, smoothed mean square and zero crossings, shape
+    (n_blocks, rows), or None when the chunk completes no block.
+    """
+    first = streams[0]
+    cfg = first.config
+    ch = first.channels
+    n = xt.shape[1]
+    if len(streams) == 1:
+        bandpass_zi, notch_zi = first.bandpass_zi, first.notch_zi
+        rest_raw, rest_band, rest_clean = first.rest_raw, first.rest_band, first.rest_clean
+        prev_mean, carry = first.prev_mean_uv, first.smooth_carry
+    else:
+        bandpass_zi = np.concatenate([s.bandpass_zi for s in streams], axis=1)
+        notch_zi = np.concatenate([s.notch_zi for s in streams], axis=1)
+        rest_raw = np.concatenate([s.rest_raw for s in streams])
+        rest_band = np.concatenate([s.rest_band for s in streams])
+        rest_clean = np.concatenate([s.rest_clean for s in streams])
+        prev_mean = np.concatenate([s.prev_mean_uv for s in streams])
+        carry = np.concatenate([s.smooth_carry for s in streams], axis=1)
+    band, bandpass_zi = apply_sos(first.bandpass_sos, xt, bandpass_zi)
+    clean, notch_zi = apply_sos(first.notch_sos, band, notch_zi)
+    notched = clean is not band
+    if rest_raw.shape[1]:  # samples left over from the last chunk come first
+        raw = np.concatenate([rest_raw, xt], axis=1)
+        band = np.concatenate([rest_band, band], axis=1)
+        clean = np.concatenate([rest_clean, clean], axis=1) if notched else band
+    else:
+        raw = xt
+    b = first.block_len
+    n_blocks = raw.shape[1] // b
+    used = n_blocks * b
+    # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
+    rest_raw, rest_band = raw[:, used:].copy(), band[:, used:].copy()
+    rest_clean = clean[:, used:].copy() if notched else rest_band
+    stats = None
+    if n_blocks:
+        band_used = band[:, :used]
+        clean_used = clean[:, :used] if notched else band_used
+        stats = block_stats(raw[:, :used], band_used, clean_used, b)
+        bits = block_flags(
+            stats,
+            prev_mean,
+            b,
+            flat_uv=cfg.flat_uv,
+            clip_fraction=cfg.clip_fraction,
+            rail_fraction=cfg.rail_fraction,
+            mains_fraction=cfg.mains_fraction,
+            artifact_ratio=cfg.artifact_ratio,
+            floor_min_uv=cfg.floor_min_uv,
+            notch=first.notch_sos.shape[0] > 0,
+        )
+        prev_mean = stats.raw_mean_uv[-1].copy()
+        window = max(1, cfg.smooth_blocks)
+        if carry.shape[0] == 0:
+            carry = np.repeat(stats.ms_uv2[:1], window - 1, axis=0)
+        smoothed, carry = smooth_mean_square(stats.ms_uv2, carry)
+    if len(streams) == 1:
+        first.bandpass_zi, first.notch_zi = bandpass_zi, notch_zi
+        first.rest_raw, first.rest_band, first.rest_clean = rest_raw, rest_band, rest_clean
+        first.prev_mean_uv, first.smooth_carry = prev_mean, carry
+        first.n_samples += n
+    else:
+        for k, stream in enumerate(streams):
+            rows = slice(k * ch, (k + 1) * ch)
+            stream.bandpass_zi = bandpass_zi[:, rows].copy()
+            stream.notch_zi = notch_zi[:, rows].copy()
+            stream.rest_raw, stream.rest_band = rest_raw[rows], rest_band[rows]
+            stream.rest_clean = rest_clean[rows] if notched else stream.rest_band
+            stream.prev_mean_uv = prev_mean[rows].copy()
+            stream.smooth_carry = carry[:, rows].copy()
+            stream.n_samples += n
+    if stats is None:
+        return None
+    return bits, smoothed, stats.crossings
 
 
 @dataclass
@@ -168,48 +254,42 @@ class EmgStream:
         seconds : Seconds or None
             The seconds completed by this chunk (None: none).
         """
-        cfg = self.config
         xt = np.ascontiguousarray(x.T)  # channel-major: filters and blocks run on rows
-        band, self.bandpass_zi = apply_sos(self.bandpass_sos, xt, self.bandpass_zi)
-        clean, self.notch_zi = apply_sos(self.notch_sos, band, self.notch_zi)
-        self.n_samples += x.shape[0]
         if parts is not None:
             self.anchor_us = int(parts.anchors[-1])
-        notched = clean is not band
-        if self.rest_raw.shape[1]:  # samples left over from the last chunk come first
-            raw = np.concatenate([self.rest_raw, xt], axis=1)
-            band = np.concatenate([self.rest_band, band], axis=1)
-            clean = np.concatenate([self.rest_clean, clean], axis=1) if notched else band
-        else:
-            raw = xt
-        b = self.block_len
-        n_blocks = raw.shape[1] // b
-        used = n_blocks * b
-        # copies: ``raw`` may be the caller's array, and a small tail should not pin a chunk
-        self.rest_raw, self.rest_band = raw[:, used:].copy(), band[:, used:].copy()
-        self.rest_clean = clean[:, used:].copy() if notched else self.rest_band
-        if n_blocks == 0:
+        front = _front_end([self], xt)
+        if front is None:
             return None, None
-        band_used = band[:, :used]
-        clean_used = clean[:, :used] if notched else band_used
-        stats = block_stats(raw[:, :used], band_used, clean_used, b)
-        bits = block_flags(
-            stats,
-            self.prev_mean_uv,
-            b,
-            flat_uv=cfg.flat_uv,
-            clip_fraction=cfg.clip_fraction,
-            rail_fraction=cfg.rail_fraction,
-            mains_fraction=cfg.mains_fraction,
-            artifact_ratio=cfg.artifact_ratio,
-            floor_min_uv=cfg.floor_min_uv,
-            notch=self.notch_sos.shape[0] > 0,
+        bits, smoothed, crossings = front
+        return self._finish(bits, smoothed, crossings, parts)
+
+    def front_key(self, n: int) -> tuple[object, ...]:
+        """What streams must share to run one ``n``-sample chunk each through one stacked
+        front end (:func:`ingest_many`): filters, grid phase and smoothing state length."""
+        return (
+            self.rate_hz,
+            self.channels,
+            self.block_len,
+            self.rest_raw.shape[1],
+            self.smooth_carry.shape[0],
+            n,
+            self.bandpass_sos.tobytes(),
+            self.notch_sos.tobytes(),
+            self.config,
         )
-        self.prev_mean_uv = stats.raw_mean_uv[-1].copy()
-        window = max(1, cfg.smooth_blocks)
-        if self.smooth_carry.shape[0] == 0:
-            self.smooth_carry = np.repeat(stats.ms_uv2[:1], window - 1, axis=0)
-        smoothed, self.smooth_carry = smooth_mean_square(stats.ms_uv2, self.smooth_carry)
+
+    def _finish(
+        self,
+        bits: IntArray,
+        smoothed: FloatArray,
+        crossings_ch: IntArray,
+        parts: PartAnchors | None,
+    ) -> tuple[BlockBatch, Seconds | None]:
+        """The new blocks' envelope, validity, floors and times from their fault bits,
+        smoothed mean squares and zero crossings (each shape (n_blocks, channels))."""
+        cfg = self.config
+        b = self.block_len
+        n_blocks = bits.shape[0]
         env_ch = np.sqrt(smoothed)
         usable = (bits & UNUSABLE) == 0
         n0 = self.n_blocks
@@ -217,13 +297,13 @@ class EmgStream:
         if self.channels == 1:  # nothing to choose between: skip the per-channel reductions
             usable_any, all_bits = usable[:, 0], bits[:, 0]
             env = np.where(usable_any, env_ch[:, 0], 0.0)
-            crossings = stats.crossings[:, 0].astype(np.float64)
+            crossings = crossings_ch[:, 0].astype(np.float64)
         else:
             masked = np.where(usable, env_ch, -1.0)
             best = np.argmax(masked, axis=1)
             rows = np.arange(n_blocks)
             env = np.maximum(masked[rows, best], 0.0)
-            crossings = stats.crossings[rows, best].astype(np.float64)
+            crossings = crossings_ch[rows, best].astype(np.float64)
             usable_any = usable.any(axis=1)
             all_bits = np.bitwise_or.reduce(bits, axis=1)
         zcr = crossings * self.rate_hz / max(b - 1, 1)
@@ -363,3 +443,34 @@ class EmgStream:
             env.reshape(n_seconds, per_second), valid.reshape(n_seconds, per_second)
         ).tolist()
         return medians
+
+
+def ingest_many(
+    streams: Sequence[EmgStream], chunks: Sequence[FloatArray]
+) -> list[tuple[BlockBatch | None, Seconds | None]]:
+    """:meth:`EmgStream.ingest` of one chunk (n, channels) per stream, with the filters,
+    block statistics, fault bits and smoothing of all of them run once, stacked.
+
+    The results and the streams' states are the same to the bit as ingesting each chunk on
+    its own (every stacked step works row by row). The streams must be distinct and share
+    :meth:`EmgStream.front_key` for their chunk's length; ValueError otherwise.
+    """
+    if not streams:
+        return []
+    if len(chunks) != len(streams) or len({id(s) for s in streams}) != len(streams):
+        raise ValueError("ingest_many needs one chunk for each of distinct streams")
+    key = streams[0].front_key(chunks[0].shape[0])
+    for stream, chunk in zip(streams, chunks, strict=True):
+        if stream.front_key(chunk.shape[0]) != key:
+            raise ValueError("ingest_many: the streams do not share one front end")
+    xt = np.ascontiguousarray(np.concatenate(chunks, axis=1).T)
+    front = _front_end(streams, xt)
+    if front is None:
+        return [(None, None)] * len(streams)
+    bits, smoothed, crossings = front
+    ch = streams[0].channels
+    results: list[tuple[BlockBatch | None, Seconds | None]] = []
+    for k, stream in enumerate(streams):
+        rows = slice(k * ch, (k + 1) * ch)
+        results.append(stream._finish(bits[:, rows], smoothed[:, rows], crossings[:, rows], None))
+    return results

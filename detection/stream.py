@@ -27,9 +27,10 @@ from detection.config import (
     MAX_EMG_CHANNELS,
     DetectorConfig,
 )
-from detection.emg import EmgStream, Seconds
+from detection.emg import EmgStream, Seconds, ingest_many
 from detection.episodes import EpisodeMachine
 from detection.errors import (
+    DetectorError,
     DetectorInputError,
     DetectorRateError,
     DetectorStateError,
@@ -147,6 +148,12 @@ class StreamDetector:
         list of DetectorEvent
             Events decided by this chunk, in ``at_us`` order.
         """
+        return self._take_emg(*self._checked_emg(samples_uv, start_us, rate_hz))
+
+    def _checked_emg(
+        self, samples_uv: Any, start_us: int, rate_hz: float
+    ) -> tuple[list[FloatArray], list[int], float]:
+        """:meth:`push_emg`'s checks; the chunk, its start and rate as ``_take_emg`` takes them."""
         st = self._state
         self._check_open()
         x = as_samples(samples_uv, "EMG", None, MAX_EMG_UV)
@@ -166,7 +173,7 @@ class StreamDetector:
                 raise DetectorInputError(
                     f"EMG channel count changed from {emg.channels} to {x.shape[1]}"
                 )
-        return self._take_emg([x], [start], rate)
+        return [x], [start], rate
 
     def push_acc(self, samples_g: Any, start_us: int, rate_hz: float) -> list[DetectorEvent]:
         """Feed an accelerometer chunk.
@@ -255,23 +262,31 @@ class StreamDetector:
     ) -> list[DetectorEvent]:
         """Checked consecutive EMG chunks into the stream: follow the device clock, start a
         segment at a gap, filter and grid the samples, decide what can be decided."""
+        runs = _contiguous_runs(arrays, starts, rate, _position(self._state.emg))  # raises first
+        return self._take_emg_runs(runs, arrays[0].shape[1], rate)
+
+    def _take_emg_runs(self, runs: list[_Run], channels: int, rate: float) -> list[DetectorEvent]:
+        """``_take_emg`` once the runs are known (and nothing was changed yet)."""
         st = self._state
         emg = st.emg
-        runs = _contiguous_runs(arrays, starts, rate, _position(emg))  # raises before changes
         if emg is None:
-            emg = EmgStream.create(st.config, rate, arrays[0].shape[1], st.notch_hz)
+            emg = EmgStream.create(st.config, rate, channels, st.notch_hz)
             st.emg = emg
         for run in runs:
             if run.new_segment:
                 if run.gap_from_us is not None:
                     st.gaps.append((run.gap_from_us, run.start_us))
                 emg.start_segment(run.samples[0], run.start_us)
-            blocks, seconds = emg.ingest(run.samples, run.anchors_for(emg))
-            if blocks is not None:
-                st.pending = BlockBatch.join(st.pending, blocks)
-            if seconds is not None:
-                st.seconds.append(seconds)
+            self._add_emg(*emg.ingest(run.samples, run.anchors_for(emg)))
         return self._advance(final=False)
+
+    def _add_emg(self, blocks: BlockBatch | None, seconds: Seconds | None) -> None:
+        """Queue the blocks and seconds an EMG chunk completed for the decisions."""
+        st = self._state
+        if blocks is not None:
+            st.pending = BlockBatch.join(st.pending, blocks)
+        if seconds is not None:
+            st.seconds.append(seconds)
 
     def _take_acc(
         self, arrays: list[FloatArray], starts: list[int], rate: float
@@ -472,6 +487,55 @@ class StreamDetector:
         events.extend(st.faults.close_all(gap_start))
         events.append(QualityEvent(st.device_id, QualityFlag.GAP, gap_start, gap_end, gap_end))
         return events
+
+
+def push_emg_many(
+    pushes: Sequence[tuple[StreamDetector, Any, int, float]],
+) -> list[list[DetectorEvent] | DetectorError]:
+    """:meth:`StreamDetector.push_emg` of each ``(detector, samples_uv, start_us, rate_hz)``,
+    the EMG front ends of many devices run as one (a worker's chunks of many wearers).
+
+    Each detector ends with the same state, events and series as after its own ``push_emg``
+    (the detectors are independent, and the stacked front end computes every device's values
+    as its own would, to the bit). Chunks that continue their stream's segment with the same
+    length, rate, channels, filters and block phase share one front end; the others (a first
+    chunk, a gap, a different shape) are pushed on their own.
+
+    Returns, per push in order, its events or the :class:`DetectorError` that ``push_emg``
+    would have raised (that detector is then unchanged; the other pushes still happen).
+    Raises ValueError when a detector appears twice.
+    """
+    if len({id(push[0]) for push in pushes}) != len(pushes):
+        raise ValueError("push_emg_many takes at most one chunk per detector")
+    results: list[list[DetectorEvent] | DetectorError] = [[] for _ in pushes]
+    groups: dict[tuple[object, ...], list[tuple[int, _Run, EmgStream]]] = {}
+    alone: list[tuple[int, list[_Run], int, float]] = []
+    for i, (detector, samples, start_us, rate_hz) in enumerate(pushes):
+        try:
+            arrays, starts, rate = detector._checked_emg(samples, start_us, rate_hz)
+            emg = detector._state.emg
+            runs = _contiguous_runs(arrays, starts, rate, _position(emg))
+        except DetectorError as error:
+            results[i] = error
+            continue
+        if emg is None or len(runs) != 1 or runs[0].new_segment:
+            alone.append((i, runs, arrays[0].shape[1], rate))
+            continue
+        groups.setdefault(emg.front_key(runs[0].samples.shape[0]), []).append((i, runs[0], emg))
+    for i, runs, channels, rate in alone:
+        results[i] = pushes[i][0]._take_emg_runs(runs, channels, rate)
+    for members in groups.values():
+        for _, run, stream in members:
+            run.anchors_for(stream)  # a single chunk: sets the stream's anchor
+        if len(members) == 1:
+            outputs = [members[0][2].ingest(members[0][1].samples)]
+        else:
+            outputs = ingest_many([m[2] for m in members], [m[1].samples for m in members])
+        for (i, _, _), (blocks, seconds) in zip(members, outputs, strict=True):
+            detector = pushes[i][0]
+            detector._add_emg(blocks, seconds)
+            results[i] = detector._advance(final=False)
+    return results
 
 
 @dataclass(frozen=True)
