@@ -9,7 +9,7 @@ from detection.errors import (
     DetectorTimeError,
 )
 from detection.offline import DetectionResult, detect_recording
-from detection.stream import StreamDetector, push_emg_many
+from detection.stream import StreamDetector, push_acc_many, push_emg_many
 
 __all__ = [
     "DetectionResult",
@@ -21,5 +21,6 @@ __all__ = [
     "DetectorTimeError",
     "StreamDetector",
     "detect_recording",
+    "push_acc_many",
     "push_emg_many",
 ]

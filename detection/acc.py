@@ -8,13 +8,20 @@ gravity estimate is the "up" vector in sensor axes.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from detection.blocks import PartAnchors
-from detection.filters import apply_sos, design_lowpass, exponential_smooth, steady_state
+from detection.filters import (
+    apply_sos,
+    design_lowpass,
+    exponential_smooth,
+    exponential_smooth_rows,
+    steady_state,
+)
 from detection.validation import jitter_tolerance_us
 
 FloatArray = NDArray[np.float64]
@@ -87,13 +94,6 @@ class AccState:
         ``parts``: when the chunk joins several pushed chunks, where each ends and the anchor
         it brought (each sample is timed with the anchor of its own chunk).
         """
-        n = samples_g.shape[0]
-        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.int64)
-        anchor: int | IntArray = self.anchor_us
-        if parts is not None:
-            anchor = parts.anchor_at(index)
-            self.anchor_us = int(parts.anchors[-1])
-        times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         gravity_t, self.gravity_zi = apply_sos(
             self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
         )
@@ -101,7 +101,30 @@ class AccState:
         dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
         activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
         norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
-        up = gravity / np.maximum(norm, 1e-9)[:, None]
+        self._append(
+            samples_g.shape[0], parts, dyn, activity, gravity / np.maximum(norm, 1e-9)[:, None]
+        )
+
+    def front_key(self, n: int) -> tuple[object, ...]:
+        """What states must share to push one ``n``-sample chunk each together
+        (:func:`push_many`): the rate, which sets the filter and the smoothing."""
+        return (self.rate_hz, n)
+
+    def _append(
+        self,
+        n: int,
+        parts: PartAnchors | None,
+        dyn: FloatArray,
+        activity: FloatArray,
+        up: FloatArray,
+    ) -> None:
+        """Time the chunk's ``n`` derived samples and append them to the history."""
+        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.int64)
+        anchor: int | IntArray = self.anchor_us
+        if parts is not None:
+            anchor = parts.anchor_at(index)
+            self.anchor_us = int(parts.anchors[-1])
+        times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
         self.time_us = np.concatenate([self.time_us, times])
@@ -213,3 +236,37 @@ class AccState:
             x, y, z = self.up[stop - 1].tolist()
             posture.append(_posture(x, y, z, cos_upright))
         return activity, posture
+
+
+def push_many(states: Sequence[AccState], chunks: Sequence[FloatArray]) -> None:
+    """:meth:`AccState.push` of one chunk (n, 3) per state (no joined parts), the gravity
+    filter, dynamic acceleration and smoothing of all of them run once, stacked.
+
+    Every stacked step works row by row (or over one sample's three axes), so each state ends
+    as after its own push, to the bit. The states must be distinct and share
+    :meth:`AccState.front_key` for their chunk's length; ValueError otherwise.
+    """
+    if not states:
+        return
+    if len(chunks) != len(states) or len({id(state) for state in states}) != len(states):
+        raise ValueError("push_many needs one chunk for each of distinct states")
+    first = states[0]
+    n = chunks[0].shape[0]
+    for state, chunk in zip(states, chunks, strict=True):
+        if state.front_key(chunk.shape[0]) != first.front_key(n):
+            raise ValueError("push_many: the states do not share one front end")
+    d = len(states)
+    x = np.stack(chunks)  # (d, n, 3)
+    rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(d * 3, n)
+    zi = np.concatenate([state.gravity_zi for state in states], axis=1)
+    gravity_rows, zf = apply_sos(first.gravity_sos, rows, zi)
+    gravity = gravity_rows.reshape(d, 3, n).transpose(0, 2, 1)  # (d, n, 3)
+    dyn = np.sqrt(np.add.reduce(np.square(x - gravity), axis=2))
+    carried = np.concatenate([state.activity_zi for state in states])
+    activity, carried = exponential_smooth_rows(first.activity_alpha, dyn, carried)
+    norm = np.sqrt(np.add.reduce(np.square(gravity), axis=2))
+    up = gravity / np.maximum(norm, 1e-9)[:, :, None]
+    for k, state in enumerate(states):
+        state.gravity_zi = zf[:, 3 * k : 3 * k + 3].copy()
+        state.activity_zi = carried[k : k + 1]
+        state._append(n, None, dyn[k], activity[k], up[k])

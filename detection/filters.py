@@ -208,6 +208,23 @@ def apply_sos(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArra
     return y, state.transpose(1, 0, 2)
 
 
+def exponential_smooth_rows(
+    alpha: float, x: FloatArray, zi: FloatArray
+) -> tuple[FloatArray, FloatArray]:
+    """:func:`exponential_smooth` of each row of ``x`` (rows, n) from its own state ``zi``
+    (rows,); each row gets the values a call of its own gives. Returns y (rows, n), zf (rows,)."""
+    if _sosfilt_kernel is None or x.dtype != np.float64:
+        y, zf = signal.lfilter(
+            np.array([alpha]), np.array([1.0, alpha - 1.0]), x, axis=-1, zi=zi[:, None]
+        )
+        return np.asarray(y, dtype=np.float64), np.asarray(zf[:, 0], dtype=np.float64)
+    y = np.array(x, dtype=np.float64, order="C")
+    state = np.zeros((x.shape[0], 1, 2))
+    state[:, 0, 0] = zi
+    _sosfilt_double(_exponential_sos(alpha), y, state)
+    return y, state[:, 0, 0].copy()
+
+
 def exponential_smooth(
     alpha: float, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.acc import AccState
+from detection.acc import push_many as acc_push_many
 from detection.blocks import BlockBatch, PartAnchors
 from detection.config import (
     ACC_RATE_RANGE_HZ,
@@ -187,6 +188,12 @@ class StreamDetector:
         rate_hz : float
             Sample rate, Hz (12.5-200, constant for the stream).
         """
+        return self._take_acc(*self._checked_acc(samples_g, start_us, rate_hz))
+
+    def _checked_acc(
+        self, samples_g: Any, start_us: int, rate_hz: float
+    ) -> tuple[list[FloatArray], list[int], float]:
+        """:meth:`push_acc`'s checks; the chunk, its start and rate as ``_take_acc`` takes them."""
         st = self._state
         self._check_open()
         x = as_samples(samples_g, "ACC", 3, MAX_ACC_G)
@@ -197,7 +204,7 @@ class StreamDetector:
             raise DetectorRateError(
                 f"ACC rate changed from {acc.rate_hz:g} Hz to {rate:g} Hz mid-stream"
             )
-        return self._take_acc([x], [start], rate)
+        return [x], [start], rate
 
     def push_emg_parts(
         self, parts: Sequence[tuple[Any, int]], rate_hz: float
@@ -292,9 +299,13 @@ class StreamDetector:
         self, arrays: list[FloatArray], starts: list[int], rate: float
     ) -> list[DetectorEvent]:
         """Checked consecutive accelerometer chunks into the history (as :meth:`_take_emg`)."""
+        runs = _contiguous_runs(arrays, starts, rate, _position(self._state.acc))  # raises first
+        return self._take_acc_runs(runs, 3, rate)
+
+    def _take_acc_runs(self, runs: list[_Run], channels: int, rate: float) -> list[DetectorEvent]:
+        """``_take_acc`` once the runs are known (and nothing was changed yet)."""
         st = self._state
         acc = st.acc
-        runs = _contiguous_runs(arrays, starts, rate, _position(acc))  # raises before changes
         if acc is None:
             acc = AccState.create(rate)
             st.acc = acc
@@ -302,9 +313,14 @@ class StreamDetector:
             if run.new_segment:
                 acc.start_segment(run.samples[0], run.start_us)
             acc.push(run.samples, run.anchors_for(acc))
-            if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
-                acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
+            self._cap_acc_history(acc)
         return self._advance(final=False)
+
+    @staticmethod
+    def _cap_acc_history(acc: AccState) -> None:
+        """Forget what lies beyond ``ACC_MAX_HISTORY_S`` when the accelerometer runs ahead."""
+        if acc.time_us.size and acc.time_us[-1] - acc.time_us[0] > ACC_MAX_HISTORY_S * 1e6:
+            acc.forget_before(int(acc.time_us[-1]) - round(ACC_MAX_HISTORY_S * 1e6))
 
     def finish(self, end_us: int | None = None) -> list[DetectorEvent]:
         """End of data: decide everything pending and close open episodes and faults.
@@ -505,35 +521,86 @@ def push_emg_many(
     would have raised (that detector is then unchanged; the other pushes still happen).
     Raises ValueError when a detector appears twice.
     """
+    return _push_many(pushes, _EMG_KIND)
+
+
+def push_acc_many(
+    pushes: Sequence[tuple[StreamDetector, Any, int, float]],
+) -> list[list[DetectorEvent] | DetectorError]:
+    """:meth:`StreamDetector.push_acc` of each ``(detector, samples_g, start_us, rate_hz)``,
+    as :func:`push_emg_many` does for EMG: chunks of the same rate and length that continue
+    their segment share one gravity filter and smoothing run."""
+    return _push_many(pushes, _ACC_KIND)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How :func:`_push_many` handles one stream kind."""
+
+    name: str
+    check: Callable[[StreamDetector, Any, int, float], tuple[list[FloatArray], list[int], float]]
+    stream: Callable[[_State], EmgStream | AccState | None]
+    alone: Callable[[StreamDetector, list[_Run], int, float], list[DetectorEvent]]
+    # runs one chunk per stream through one stacked front end, then queues the results
+    stacked: Callable[[list[StreamDetector], list[FloatArray]], None]
+
+
+def _stacked_emg(detectors: list[StreamDetector], chunks: list[FloatArray]) -> None:
+    streams = [d._state.emg for d in detectors]
+    outputs = ingest_many([s for s in streams if s is not None], chunks)
+    for detector, (blocks, seconds) in zip(detectors, outputs, strict=True):
+        detector._add_emg(blocks, seconds)
+
+
+def _stacked_acc(detectors: list[StreamDetector], chunks: list[FloatArray]) -> None:
+    states = [d._state.acc for d in detectors]
+    acc_push_many([s for s in states if s is not None], chunks)
+    for state in states:
+        if state is not None:
+            StreamDetector._cap_acc_history(state)
+
+
+_EMG_KIND = _Kind(
+    "EMG",
+    StreamDetector._checked_emg,
+    lambda state: state.emg,
+    StreamDetector._take_emg_runs,
+    _stacked_emg,
+)
+_ACC_KIND = _Kind(
+    "ACC",
+    StreamDetector._checked_acc,
+    lambda state: state.acc,
+    StreamDetector._take_acc_runs,
+    _stacked_acc,
+)
+
+
+def _push_many(
+    pushes: Sequence[tuple[StreamDetector, Any, int, float]], kind: _Kind
+) -> list[list[DetectorEvent] | DetectorError]:
+    """:func:`push_emg_many` / :func:`push_acc_many`."""
     if len({id(push[0]) for push in pushes}) != len(pushes):
-        raise ValueError("push_emg_many takes at most one chunk per detector")
+        raise ValueError(f"push_{kind.name.lower()}_many takes at most one chunk per detector")
     results: list[list[DetectorEvent] | DetectorError] = [[] for _ in pushes]
-    groups: dict[tuple[object, ...], list[tuple[int, _Run, EmgStream]]] = {}
-    alone: list[tuple[int, list[_Run], int, float]] = []
+    groups: dict[tuple[object, ...], list[tuple[int, _Run]]] = {}
     for i, (detector, samples, start_us, rate_hz) in enumerate(pushes):
         try:
-            arrays, starts, rate = detector._checked_emg(samples, start_us, rate_hz)
-            emg = detector._state.emg
-            runs = _contiguous_runs(arrays, starts, rate, _position(emg))
+            arrays, starts, rate = kind.check(detector, samples, start_us, rate_hz)
+            stream = kind.stream(detector._state)
+            runs = _contiguous_runs(arrays, starts, rate, _position(stream))
         except DetectorError as error:
             results[i] = error
             continue
-        if emg is None or len(runs) != 1 or runs[0].new_segment:
-            alone.append((i, runs, arrays[0].shape[1], rate))
+        if stream is None or len(runs) != 1 or runs[0].new_segment:
+            results[i] = kind.alone(detector, runs, arrays[0].shape[1], rate)
             continue
-        groups.setdefault(emg.front_key(runs[0].samples.shape[0]), []).append((i, runs[0], emg))
-    for i, runs, channels, rate in alone:
-        results[i] = pushes[i][0]._take_emg_runs(runs, channels, rate)
+        runs[0].anchors_for(stream)  # a single chunk: sets the stream's anchor
+        groups.setdefault(stream.front_key(runs[0].samples.shape[0]), []).append((i, runs[0]))
     for members in groups.values():
-        for _, run, stream in members:
-            run.anchors_for(stream)  # a single chunk: sets the stream's anchor
-        if len(members) == 1:
-            outputs = [members[0][2].ingest(members[0][1].samples)]
-        else:
-            outputs = ingest_many([m[2] for m in members], [m[1].samples for m in members])
-        for (i, _, _), (blocks, seconds) in zip(members, outputs, strict=True):
-            detector = pushes[i][0]
-            detector._add_emg(blocks, seconds)
+        detectors = [pushes[i][0] for i, _ in members]
+        kind.stacked(detectors, [run.samples for _, run in members])
+        for detector, (i, _) in zip(detectors, members, strict=True):
             results[i] = detector._advance(final=False)
     return results
 

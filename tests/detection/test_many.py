@@ -1,5 +1,5 @@
-"""Many devices' EMG chunks through one stacked front end give what each device's own pushes
-give: the same events, series and state, to the bit, whatever mix of devices."""
+"""Many devices' EMG and ACC chunks through one stacked front end give what each device's own
+pushes give: the same events, series and state, to the bit, whatever mix of devices."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detection import DetectorError, StreamDetector, push_emg_many
+from detection import DetectorError, StreamDetector, push_acc_many, push_emg_many
 from detection.config import DetectorConfig
 from detection.emg import EmgStream, ingest_many
 from tests.detection import synth
@@ -20,14 +20,17 @@ SECONDS = 30
 
 
 @functools.cache
-def device_signals(seed: int, rate_hz: float, channels: int) -> tuple[np.ndarray, np.ndarray]:
-    """30 s of EMG (rest, a cramp-like burst from 8 s for 12 s) and 50 Hz ACC."""
+def device_signals(
+    seed: int, rate_hz: float, channels: int, acc_rate_hz: float = 50.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """30 s of EMG (rest, a cramp-like burst from 8 s for 12 s) and ACC."""
     rng = np.random.default_rng(seed)
     rows = []
     for c in range(channels):
         x = synth.rest(rng, SECONDS, rate_hz, rest_uv=3.0 + c)
         rows.append(synth.add_burst(rng, x, rate_hz, 8.0, 12.0, 90.0 + 40.0 * c))
-    acc = synth.accelerometer(rng, SECONDS, 50.0)
+    acc = synth.accelerometer(rng, SECONDS, acc_rate_hz)
+    acc = synth.turn_over(rng, acc, acc_rate_hz, 21.0, synth.LEFT_UP)
     return np.stack(rows, axis=1), acc
 
 
@@ -41,6 +44,9 @@ DEVICE = st.fixed_dictionaries(
         "late_s": st.integers(0, 3),  # joins after this many seconds
         "skip": st.lists(st.integers(0, SECONDS - 1), max_size=2),  # chunks never sent: gaps
         "bad": st.lists(st.integers(0, SECONDS - 1), max_size=1),  # chunks sent with a NaN
+        "acc_rate": st.sampled_from([50.0, 50.0, 25.0]),
+        "acc_skip": st.lists(st.integers(0, SECONDS - 1), max_size=1),  # an ACC gap
+        "acc_bad": st.lists(st.integers(0, SECONDS - 1), max_size=1),
     }
 )
 
@@ -72,20 +78,27 @@ def test_many_devices_push_as_each_alone(devices: list[dict]) -> None:
     alone = [StreamDetector(f"dev-{k}", mains_hz=d["mains"]) for k, d in enumerate(devices)]
     many = [StreamDetector(f"dev-{k}", mains_hz=d["mains"]) for k, d in enumerate(devices)]
     plans = [_plan(d) for d in devices]
-    acc_sent = [0] * len(devices)
     for second in range(SECONDS + 1):
         pushes = []
         expected: list[object] = []
         after: list[tuple[int, np.ndarray, int, float, object]] = []
+        acc_pushes = []
+        acc_expected: list[object] = []
+        for k, device in enumerate(devices):  # each wearer's ACC second first
+            if second >= SECONDS or second < device["late_s"] or second in device["acc_skip"]:
+                continue
+            rate = device["acc_rate"]
+            _, acc = device_signals(device["seed"], device["rate"], device["channels"], rate)
+            lo, hi = round(second * rate), round((second + 1) * rate)
+            chunk = acc[lo:hi].copy()
+            if second in device["acc_bad"]:
+                chunk[-1, 2] = np.inf
+            start = T0_US + round(lo * 1e6 / rate)
+            acc_pushes.append((many[k], chunk, start, rate))
+            acc_expected.append(_try_acc(alone[k], chunk, start, rate))
+        for got, want in zip(push_acc_many(acc_pushes), acc_expected, strict=True):
+            assert (type(got) if isinstance(got, DetectorError) else got) == want
         for k, device in enumerate(devices):
-            _, acc = device_signals(device["seed"], device["rate"], device["channels"])
-            if second < SECONDS and second >= device["late_s"]:  # the wearer's ACC second
-                a_lo = acc_sent[k] or second * 50
-                chunk = acc[a_lo : (second + 1) * 50]
-                start = T0_US + round(a_lo * 1e6 / 50.0)
-                got_acc = many[k].push_acc(chunk, start, 50.0)
-                assert got_acc == alone[k].push_acc(chunk, start, 50.0)
-                acc_sent[k] = (second + 1) * 50
             due = [p for p in plans[k] if second <= p[0] < second + 1]
             # one chunk per device and call: the rest of this second follows device by device
             for n, (_, lo, hi) in enumerate(due):
@@ -131,6 +144,13 @@ def _same(a: object, b: object) -> bool:
             and all(_same(x, y) for x, y in zip(a, b, strict=True))
         )
     return bool(a == b) or (a != a and b != b)  # NaN floats are the same value
+
+
+def _try_acc(detector: StreamDetector, samples: np.ndarray, start: int, rate: float) -> object:
+    try:
+        return detector.push_acc(samples, start, rate)
+    except DetectorError as error:
+        return type(error)
 
 
 def _try(detector: StreamDetector, samples: np.ndarray, start: int, rate: float) -> object:
