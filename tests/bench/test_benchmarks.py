@@ -41,8 +41,15 @@ def test_stream_bench_counts_every_chunk(tmp_path: Path) -> None:
     assert bench_stream.main(argv) == 0
     doc = result(tmp_path, "stream")
     assert doc["chunks"] == 15
-    assert 0 < doc["p50_ms"] <= doc["p99_ms"] <= doc["max_ms"]
-    assert doc["live_wearers_per_core"] == doc["chunks_per_core_s"] > 0
+    for mode in ("alone", "many"):
+        figures = doc[mode]
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+        assert figures["live_wearers_per_core"] == figures["chunks_per_core_s"] > 0
+        assert figures["runs"][0]["chunks_per_cpu_s"] * figures["runs"][0]["cpu_s"] == (
+            pytest.approx(15)
+        )
+    assert doc["live_wearers_per_core"] == doc["many"]["live_wearers_per_core"]
+    assert doc["many_over_alone"] > 0
 
 
 @pytest.mark.slow
