@@ -12,7 +12,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from detection.errors import DetectorError
 from detection.events import DetectorEvent, SeriesPoint
+from ingest.protocol import StreamKind
 
 
 class Detector(Protocol):
@@ -44,6 +46,16 @@ class Detector(Protocol):
     def pop_series(self) -> list[SeriesPoint]: ...
 
     def snapshot(self) -> bytes: ...
+
+
+PushMany = Callable[
+    [StreamKind, Sequence[tuple[Detector, npt.NDArray[np.float64], int, float]]],
+    list[list[DetectorEvent] | DetectorError],
+]
+"""``push_many(kind, [(detector, samples, start_us, rate_hz), ...])``: the results of each
+detector's own ``push_emg`` / ``push_acc``, in order, an error where that push would raise
+(that detector unchanged). A factory may offer it; the worker then pushes a second of many
+wearers in one call per stream kind."""
 
 
 class DetectorFactory(Protocol):
@@ -115,3 +127,19 @@ class StreamDetectorFactory:
 
         detector: Detector = StreamDetector.restore(data)
         return detector
+
+    def push_many(
+        self,
+        kind: StreamKind,
+        pushes: Sequence[tuple[Detector, npt.NDArray[np.float64], int, float]],
+    ) -> list[list[DetectorEvent] | DetectorError]:
+        """:data:`PushMany` through one stacked front end per stream kind
+        (:func:`detection.stream.push_emg_many` / ``push_acc_many``)."""
+        from detection.stream import StreamDetector, push_acc_many, push_emg_many
+
+        own: list[tuple[StreamDetector, npt.NDArray[np.float64], int, float]] = []
+        for detector, samples, start_us, rate_hz in pushes:
+            if not isinstance(detector, StreamDetector):
+                raise TypeError(f"push_many takes this factory's detectors, got {detector!r}")
+            own.append((detector, samples, start_us, rate_hz))
+        return push_emg_many(own) if kind is StreamKind.EMG else push_acc_many(own)

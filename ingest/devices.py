@@ -14,11 +14,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from detection.errors import DetectorError
 from detection.events import DetectorEvent, SeriesPoint
 from ingest.checkpoint import CheckpointError, DeviceCheckpoint, DeviceUpdate
-from ingest.coalesce import plan_pushes
-from ingest.detectors import Detector, DetectorFactory
+from ingest.coalesce import Push, plan_pushes
+from ingest.detectors import Detector, DetectorFactory, PushMany
 from ingest.intake import Inbound
 from ingest.protocol import Frame, FrameError, StreamKind, Transport
 from ingest.sequencing import DeviceSequencer, Step
@@ -90,33 +93,40 @@ class DeviceState:
         """Push the queued frames into the detector (created when there is none), joined into
         few calls. Returns the frames the detector took and dead letters for offered frames it
         refused."""
+        return push_devices([self], detectors)
+
+    def plan_queued(self, detectors: DetectorFactory) -> list[Push[Inbound | None]]:
+        """Take the queued frames as the detector pushes that give the results of pushing
+        them one at a time (:func:`ingest.coalesce.plan_pushes`); creates the detector when
+        there is none."""
         queued, self.queued = self.queued, []
         if not queued:
-            return 0, []
+            return []
         if self.detector is None:
             self.detector = detectors.create(self.device_id)
             self.fresh = True
         detector = self.detector
+        return plan_pushes(queued, detector.stream_ends_us()[1], detector.acc_wait_us)
+
+    def took(
+        self, push: Push[Inbound | None], result: list[DetectorEvent] | DetectorError
+    ) -> tuple[int, list[DeadLetter]]:
+        """Record what one planned push gave: its events, or, when the detector refused it
+        (and used nothing), its frames pushed one at a time to find the ones refused.
+        Returns the frames the detector took and dead letters for refused offered frames."""
+        if not isinstance(result, DetectorError):
+            self.events.extend(result)
+            return len(push.items), []
+        detector = self.detector
+        if detector is None:
+            raise RuntimeError(f"{self.device_id}: a push result without a detector")
         taken = 0
         letters: list[DeadLetter] = []
-        acc_end = detector.stream_ends_us()[1]
-        for push in plan_pushes(queued, acc_end, detector.acc_wait_us):
-            parts = [(frame.physical(), frame.start_us) for frame, _ in push.items]
-            rate_hz = push.items[0][0].rate_hz
-            try:
-                if push.kind is StreamKind.EMG:
-                    events = detector.push_emg_parts(parts, rate_hz)
-                else:
-                    events = detector.push_acc_parts(parts, rate_hz)
-            except DetectorError:  # nothing was used: one at a time finds the frames refused
-                for frame, item in push.items:
-                    took, letter = self._push_one(detector, frame, item)
-                    taken += took
-                    if letter is not None:
-                        letters.append(letter)
-                continue
-            self.events.extend(events)
-            taken += len(push.items)
+        for frame, item in push.items:
+            took, letter = self._push_one(detector, frame, item)
+            taken += took
+            if letter is not None:
+                letters.append(letter)
         return taken, letters
 
     def _push_one(
@@ -193,6 +203,65 @@ class DeviceState:
         self.dirty = False
         self.pushed = []
         self.fresh = False
+
+
+def push_devices(
+    devices: Sequence[DeviceState], detectors: DetectorFactory
+) -> tuple[int, list[DeadLetter]]:
+    """Push every device's queued frames (:meth:`DeviceState.push_queued` of each).
+
+    Each device's planned pushes go in order; the n-th pushes of all devices go together,
+    and where the factory has ``push_many`` the single-frame pushes among them (a live second
+    of many wearers) go through it in one call per stream kind, which gives each detector what
+    its own push gives. Returns the frames taken and the dead letters of refused frames.
+    """
+    plans = [(device, device.plan_queued(detectors)) for device in devices if device.queued]
+    many: PushMany | None = getattr(detectors, "push_many", None)
+    taken = 0
+    letters: list[DeadLetter] = []
+    for index in range(max((len(plan) for _, plan in plans), default=0)):
+        pushes = [(device, plan[index]) for device, plan in plans if index < len(plan)]
+        results: dict[int, list[DetectorEvent] | DetectorError] = {}
+        if many is not None:
+            for kind in (StreamKind.ACC, StreamKind.EMG):
+                shared: list[int] = []
+                calls: list[tuple[Detector, npt.NDArray[np.float64], int, float]] = []
+                for k, (device, push) in enumerate(pushes):
+                    detector = device.detector
+                    if push.kind is kind and len(push.items) == 1 and detector is not None:
+                        shared.append(k)
+                        calls.append((detector, *_frame_args(push.items[0][0])))
+                if len(calls) >= 2:
+                    results.update(zip(shared, many(kind, calls), strict=True))
+        for k, (device, push) in enumerate(pushes):
+            result = results.get(k)
+            if result is None:
+                result = _push_planned(device, push)
+            took, refused = device.took(push, result)
+            taken += took
+            letters.extend(refused)
+    return taken, letters
+
+
+def _frame_args(frame: Frame) -> tuple[npt.NDArray[np.float64], int, float]:
+    return frame.physical(), frame.start_us, frame.rate_hz
+
+
+def _push_planned(
+    device: DeviceState, push: Push[Inbound | None]
+) -> list[DetectorEvent] | DetectorError:
+    """One planned push through the detector's joined-parts call (or its error)."""
+    detector = device.detector
+    if detector is None:
+        raise RuntimeError(f"{device.device_id}: a planned push without a detector")
+    parts = [(frame.physical(), frame.start_us) for frame, _ in push.items]
+    rate_hz = push.items[0][0].rate_hz
+    try:
+        if push.kind is StreamKind.EMG:
+            return detector.push_emg_parts(parts, rate_hz)
+        return detector.push_acc_parts(parts, rate_hz)
+    except DetectorError as error:  # nothing was used
+        return error
 
 
 def push_frame(detector: Detector, frame: Frame) -> list[DetectorEvent]:

@@ -37,7 +37,7 @@ from typing import Protocol, runtime_checkable
 from detection.events import DetectorEvent, EpisodeEvent, EventKind, QualityEvent, SeriesPoint
 from ingest.checkpoint import Checkpoint, CheckpointError
 from ingest.detectors import BatchEventSink, DetectorFactory, EventSink, Handoff
-from ingest.devices import DeviceState, dead_letter_for
+from ingest.devices import DeviceState, dead_letter_for, push_devices
 from ingest.health import HealthTracker
 from ingest.intake import BrokerConfig, Inbound, Intake, Rejected, owner_of
 from ingest.sequencing import Outcome, StreamCounters
@@ -323,11 +323,9 @@ class IngestWorker:
             letter = self._offer(item)
             if letter is not None:
                 letters.append(letter)
-        for device in self._devices.values():
-            if device.queued:
-                taken, refused = device.push_queued(self.detectors)
-                self._batch["frames_released"] += taken
-                letters.extend(refused)
+        taken, refused = push_devices(list(self._devices.values()), self.detectors)
+        self._batch["frames_released"] += taken
+        letters.extend(refused)
         if now - self._last_housekeeping_us >= HOUSEKEEPING_INTERVAL_US:
             self._housekeeping(self._arrival_horizon(batch, now))
             self._last_housekeeping_us = now
