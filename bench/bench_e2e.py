@@ -6,10 +6,15 @@ samples/s through the worker, the live wearers that throughput carries (1 kHz EM
 ACC each), episodes stored vs labelled cramps, confirmation -> alert latency (arrival of the
 confirming frame at the worker -> alert received by a subscriber), peak memory.
 
-    python -m bench.bench_e2e [--quick] [--devices 10] [--minutes 20] [--backends sqlite influx]
-        [--runs 3]
+Then the many-wearers workload: many more wearers (400) with shorter ``typical`` nights
+(1.5 min) through the same worker and SQLite, so that each batch holds a second or two of
+hundreds of wearers, as live traffic does, where the 10-wearer workload gives the worker
+long runs of few wearers to join.
 
-Each store is run ``--runs`` times, each run on fresh servers and directories: throughput
+    python -m bench.bench_e2e [--quick] [--devices 10] [--minutes 20] [--backends sqlite influx]
+        [--many-devices 400] [--many-minutes 1.5] [--runs 3]
+
+Each workload is run ``--runs`` times, each run on fresh servers and directories: throughput
 figures are the medians of the runs (their range is kept in the JSON), alert latency
 percentiles are over the alerts of all runs pooled.
 """
@@ -39,14 +44,16 @@ ACC_RATE_HZ = 50.0
 WEARER_SAMPLES_PER_S = EMG_RATE_HZ + ACC_RATE_HZ * 3
 
 
-def device_nights(devices: int, duration_s: float, seed: int) -> list[Any]:
-    """``devices`` simulated ``frequent-cramps`` nights (so there are cramps to alert on)."""
+def device_nights(
+    devices: int, duration_s: float, seed: int, scenario: str = "frequent-cramps"
+) -> list[Any]:
+    """``devices`` simulated nights (by default ``frequent-cramps``: cramps to alert on)."""
     from simulator.fleet import fleet_night
     from simulator.publisher import DeviceNight
 
     nights = []
     for d in range(devices):
-        sim = fleet_night(seed, d, 0, scenario="frequent-cramps", duration_s=duration_s)
+        sim = fleet_night(seed, d, 0, scenario=scenario, duration_s=duration_s)
         nights.append(DeviceNight(sim.recording, sim.labels))
     return nights
 
@@ -82,6 +89,7 @@ def run_case(
     *,
     seed: int,
     duration_s: float,
+    scenario: str = "frequent-cramps",
 ) -> dict[str, Any]:
     """Publish every night at max speed, from a process of its own, through one worker."""
     from simulator.publisher import PublishOptions
@@ -96,7 +104,9 @@ def run_case(
     options = PublishOptions(speed=None, frame_faults=False)
     with (
         pipeline(workdir, backend) as p,  # type: ignore[arg-type]
-        child_publisher(len(nights), duration_s, seed, p.broker_url, options) as publisher,
+        child_publisher(
+            len(nights), duration_s, seed, p.broker_url, options, scenario
+        ) as publisher,
     ):
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -115,6 +125,7 @@ def run_case(
     frames_done = stats.frames_released
     return {
         "backend": backend,
+        "scenario": scenario,
         "devices": len(nights),
         "frames_published": report.frames_acked,
         "frames_planned": frames,
@@ -189,7 +200,7 @@ def render(cases: list[dict[str, Any]]) -> str:
     rows = [
         (
             c["backend"],
-            f"{c['devices']} x {c['runs']} runs",
+            f"{c['devices']} x {c['minutes_per_device']:g} min {c['scenario']}, {c['runs']} runs",
             _with_range(c, "frames_per_s"),
             f"{c['samples_per_s']:,.0f}",
             _with_range(c, "live_wearers"),
@@ -206,7 +217,7 @@ def render(cases: list[dict[str, Any]]) -> str:
         rows,
         (
             "store",
-            "devices x runs",
+            "wearers x night, runs",
             "frames/s",
             "samples/s",
             "live wearers/worker",
@@ -224,15 +235,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--devices", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
     p.add_argument("--backends", nargs="+", default=["sqlite", "influx"])
+    p.add_argument(
+        "--many-devices",
+        type=int,
+        default=None,
+        help="Wearers of the many-wearers workload (SQLite, `typical` nights); 0: skip it.",
+    )
+    p.add_argument("--many-minutes", type=float, default=None, help="Its night length.")
     p.add_argument("--timeout", type=float, default=600.0, help="Longest wait for the worker, s.")
     p.set_defaults(runs=3)
     args = p.parse_args(argv)
     runs = 1 if args.quick else max(1, args.runs)
     devices = args.devices or (2 if args.quick else 10)
     minutes = args.minutes or (3.0 if args.quick else 20.0)
-    nights = device_nights(devices, minutes * 60, args.seed)
+    workloads = [(backend, devices, minutes, "frequent-cramps") for backend in args.backends]
+    many = args.many_devices if args.many_devices is not None else (12 if args.quick else 400)
+    many_minutes = args.many_minutes or (1.0 if args.quick else 1.5)
+    if many:
+        workloads.append(("sqlite", many, many_minutes, "typical"))
     cases = []
-    for backend in args.backends:
+    for backend, count, length, scenario in workloads:
+        nights = device_nights(count, length * 60, args.seed, scenario)
         results = []
         for _ in range(runs):
             with tempfile.TemporaryDirectory(prefix=f"bench-e2e-{backend}-") as tmp:
@@ -243,10 +266,11 @@ def main(argv: list[str] | None = None) -> int:
                         Path(tmp),
                         args.timeout,
                         seed=args.seed,
-                        duration_s=minutes * 60,
+                        duration_s=length * 60,
+                        scenario=scenario,
                     )
                 )
-        cases.append(combine(results) | {"per_run": results})
+        cases.append(combine(results) | {"per_run": results, "minutes_per_device": length})
     print(render(cases))
     payload = {"minutes_per_device": minutes, "cases": cases}
     print(f"wrote {write_result(args.out, NAME, payload, quick=args.quick)}")

@@ -253,7 +253,12 @@ class ChildPublisher:
 
 @contextlib.contextmanager
 def child_publisher(
-    devices: int, duration_s: float, seed: int, broker_url: str, options: Any
+    devices: int,
+    duration_s: float,
+    seed: int,
+    broker_url: str,
+    options: Any,
+    scenario: str = "frequent-cramps",
 ) -> Iterator[ChildPublisher]:
     """Start the publisher process and wait until its nights are built."""
     import multiprocessing
@@ -262,7 +267,7 @@ def child_publisher(
     parent, child = ctx.Pipe()
     process = ctx.Process(
         target=_publish_child,
-        args=(child, devices, duration_s, seed, broker_url, options),
+        args=(child, devices, duration_s, seed, broker_url, options, scenario),
         name="bench-publisher",
     )
     process.start()
@@ -277,12 +282,18 @@ def child_publisher(
 
 
 def _publish_child(
-    conn: Any, devices: int, duration_s: float, seed: int, broker_url: str, options: Any
+    conn: Any,
+    devices: int,
+    duration_s: float,
+    seed: int,
+    broker_url: str,
+    options: Any,
+    scenario: str,
 ) -> None:
     from bench.bench_e2e import device_nights
     from simulator.publisher import publish_nights
 
-    nights = device_nights(devices, duration_s, seed)
+    nights = device_nights(devices, duration_s, seed, scenario)
     conn.send("ready")
     conn.recv()
     try:

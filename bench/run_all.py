@@ -55,7 +55,7 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
     if name == "e2e":
         rows = []
         for c in doc["cases"]:
-            b = c["backend"]
+            b = f"{c['backend']}, {c['devices']} wearers"
             rows += [
                 (
                     "e2e",

@@ -56,11 +56,16 @@ def test_stream_bench_counts_every_chunk(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_e2e_and_sync_benches_store_what_they_publish(tmp_path: Path) -> None:
     argv = ["--quick", "--devices", "1", "--minutes", "2", "--backends", "sqlite"]
+    argv += ["--many-devices", "6", "--many-minutes", "0.5"]
     assert bench_e2e.main([*argv, "--out", str(tmp_path)]) == 0
-    (case,) = result(tmp_path, "e2e")["cases"]
-    assert case["frames_released"] == case["frames_published"] == case["frames_planned"]
-    assert case["dead_letters"] == 0
-    assert case["episodes"]["matched"] <= case["episodes"]["labelled"]
+    case, many = result(tmp_path, "e2e")["cases"]
+    assert (case["devices"], case["scenario"]) == (1, "frequent-cramps")
+    assert (many["devices"], many["scenario"], many["minutes_per_device"]) == (6, "typical", 0.5)
+    assert many["frames_planned"] == 6 * (30 + 30)  # 30 s of 1 s EMG and ACC frames each
+    for c in (case, many):
+        assert c["frames_released"] == c["frames_published"] == c["frames_planned"]
+        assert c["dead_letters"] == 0
+        assert c["episodes"]["matched"] <= c["episodes"]["labelled"]
     # the CPU figures describe the same run: ms per frame and wearers per CPU second agree
     frames_per_cpu_s = case["frames_released"] / case["worker_cpu_s"]
     assert case["cpu_ms_per_frame"] == pytest.approx(1000 / frames_per_cpu_s)
