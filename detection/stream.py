@@ -303,7 +303,8 @@ class StreamDetector:
         return self._take_acc_runs(runs, 3, rate)
 
     def _take_acc_runs(self, runs: list[_Run], channels: int, rate: float) -> list[DetectorEvent]:
-        """``_take_acc`` once the runs are known (and nothing was changed yet)."""
+        """``_take_acc`` once the runs are known (and nothing was changed yet); ``channels``
+        is there to match ``_take_emg_runs`` (an accelerometer chunk always has 3)."""
         st = self._state
         acc = st.acc
         if acc is None:
