@@ -63,6 +63,14 @@ class Seconds:
         return head
 
 
+def _ratio(env: FloatArray, valid: BoolArray, floors: FloatArray, known: bool) -> FloatArray:
+    """Envelope over floor where the block is valid and its floor known, else 0."""
+    if known:
+        ratio: FloatArray = np.where(valid, env / floors, 0.0)
+        return ratio
+    return np.where(valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0)
+
+
 def _front_end(
     streams: Sequence[EmgStream], xt: FloatArray
 ) -> tuple[IntArray, FloatArray, IntArray] | None:
@@ -314,20 +322,28 @@ class EmgStream:
         if parts is not None:  # each block takes the anchor of the chunk holding its last sample
             block_anchor = parts.anchor_at(np.arange(n0 + 1, n0 + n_blocks + 1) * b - 1)
         floors, floors_known, seconds = self._floors(env, valid, all_bits, n0, block_anchor)
-        if floors_known:
-            ratio = np.where(valid, env / floors, 0.0)
-        else:
-            ratio = np.where(
-                valid & ~np.isnan(floors), env / np.where(np.isnan(floors), 1, floors), 0
-            )
         grid = np.rint(np.arange(n0, n0 + n_blocks + 1) * (b * 1e6 / self.rate_hz)).astype(np.int64)
-        if block_anchor is None:
-            starts = ends = self.anchor_us + grid
-            starts, ends = starts[:-1], ends[1:]
-        else:
-            starts, ends = block_anchor + grid[:-1], block_anchor + grid[1:]
         self.n_blocks += n_blocks
+        if block_anchor is None:
+            times = self.anchor_us + grid
+            return self._batch(env, valid, floors, floors_known, times, zcr, all_bits), seconds
+        starts, ends = block_anchor + grid[:-1], block_anchor + grid[1:]
+        ratio = _ratio(env, valid, floors, floors_known)
         return BlockBatch(starts, ends, env, floors, ratio, zcr, all_bits), seconds
+
+    @staticmethod
+    def _batch(
+        env: FloatArray,
+        valid: BoolArray,
+        floors: FloatArray,
+        floors_known: bool,
+        times: IntArray,
+        zcr: FloatArray,
+        bits: IntArray,
+    ) -> BlockBatch:
+        """The new blocks, timed by ``times`` (each block's start, then the last one's end)."""
+        ratio = _ratio(env, valid, floors, floors_known)
+        return BlockBatch(times[:-1], times[1:], env, floors, ratio, zcr, bits)
 
     def _floors(
         self,
@@ -469,8 +485,45 @@ def ingest_many(
         return [(None, None)] * len(streams)
     bits, smoothed, crossings = front
     ch = streams[0].channels
+    if ch == 1:
+        return list(_finish_one_channel(streams, bits, smoothed, crossings))
     results: list[tuple[BlockBatch | None, Seconds | None]] = []
     for k, stream in enumerate(streams):
         rows = slice(k * ch, (k + 1) * ch)
         results.append(stream._finish(bits[:, rows], smoothed[:, rows], crossings[:, rows], None))
+    return results
+
+
+def _finish_one_channel(
+    streams: Sequence[EmgStream], bits: IntArray, smoothed: FloatArray, crossings: IntArray
+) -> list[tuple[BlockBatch, Seconds | None]]:
+    """:meth:`EmgStream._finish` of one-channel streams whose blocks are the columns of
+    ``bits``, ``smoothed`` and ``crossings`` (n_blocks, streams): the element-wise steps run
+    once for all of them (the same operations, so the same values), the floor per stream."""
+    first = streams[0]
+    cfg = first.config
+    b = first.block_len
+    n_blocks = bits.shape[0]
+    all_bits = np.ascontiguousarray(bits.T)  # a stream's blocks per row
+    usable = (all_bits & UNUSABLE) == 0
+    env = np.where(usable, np.sqrt(smoothed.T), 0.0)
+    zcr = crossings.T.astype(np.float64) * first.rate_hz / max(b - 1, 1)
+    n0 = np.array([stream.n_blocks for stream in streams], dtype=np.int64)
+    index = n0[:, None] + np.arange(n_blocks + 1, dtype=np.int64)
+    settle = max(0, round(cfg.settle_s / cfg.block_s))
+    valid = usable & (index[:, :-1] >= settle)
+    anchors = np.array([stream.anchor_us for stream in streams], dtype=np.int64)
+    times = anchors[:, None] + np.rint(index * (b * 1e6 / first.rate_hz)).astype(np.int64)
+    results: list[tuple[BlockBatch, Seconds | None]] = []
+    for k, stream in enumerate(streams):
+        floors, floors_known, seconds = stream._floors(env[k], valid[k], all_bits[k], int(n0[k]))
+        results.append(
+            (
+                stream._batch(
+                    env[k], valid[k], floors, floors_known, times[k], zcr[k], all_bits[k]
+                ),
+                seconds,
+            )
+        )
+        stream.n_blocks += n_blocks
     return results

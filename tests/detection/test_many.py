@@ -201,3 +201,24 @@ def test_streams_that_cannot_share_a_front_end_are_refused() -> None:
         s.start_segment(np.zeros(1), T0_US)
     with pytest.raises(ValueError, match="do not share one front end"):
         ingest_many([a, b], [np.zeros((1000, 1)), np.zeros((1000, 1))])
+
+
+def test_the_settling_blocks_of_a_new_segment_go_through_the_stacked_path() -> None:
+    """Short chunks: the first 0.5 s of blocks (not valid yet) are decided in stacked pushes."""
+    devices = [device_signals(seed, 1000.0, 1)[0] for seed in range(3)]
+    alone = [StreamDetector(f"dev-{k}") for k in range(3)]
+    many = [StreamDetector(f"dev-{k}") for k in range(3)]
+    for lo in range(0, 6000, 150):  # 3 blocks per chunk; the first chunk goes alone
+        start = T0_US + lo * 1000
+        pushes = [
+            (m, emg[lo : lo + 150], start, 1000.0) for m, emg in zip(many, devices, strict=True)
+        ]
+        expected = [
+            a.push_emg(emg[lo : lo + 150], start, 1000.0)
+            for a, emg in zip(alone, devices, strict=True)
+        ]
+        assert push_emg_many(pushes) == expected
+    for a, m in zip(alone, many, strict=True):
+        assert _same(a.__dict__, m.__dict__)
+        assert a.finish() == m.finish()
+        assert a.pop_series() == m.pop_series()
