@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ingest.protocol import Frame, StreamKind, Transport, decode_binary, encode_binary
+from ingest.protocol import Frame, StreamKind, Transport, decode_binary
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS device (
@@ -158,7 +158,7 @@ class Checkpoint:
         ]
         positions = [(u.device_id, json.dumps(u.positions)) for u in updates if not u.snapshot]
         logged = [
-            (u.device_id, u.replay_from + i, encode_binary(f))
+            (u.device_id, u.replay_from + i, f.wire)
             for u in updates
             for i, f in enumerate(u.replay)
         ]
@@ -166,7 +166,7 @@ class Checkpoint:
             (u.device_id, int(kind), seq) for u in updates for kind, seq in u.remove_pending
         ]
         held = [
-            (u.device_id, int(f.kind), f.seq, str(t), encode_binary(f))
+            (u.device_id, int(f.kind), f.seq, str(t), f.wire)
             for u in updates
             for f, t in u.add_pending
         ]

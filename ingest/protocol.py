@@ -172,6 +172,11 @@ class Frame:
         """Device-clock time just after the last sample, µs."""
         return self.start_us + round(self.n_samples * 1e6 / self.rate_hz)
 
+    @cached_property  # the checkpoint stores it for every frame it logs or holds
+    def wire(self) -> bytes:
+        """The frame as a v1 binary message: the bytes it was decoded from, when it was."""
+        return encode_binary(self)
+
     def physical(self) -> npt.NDArray[np.float64]:
         """Samples in physical units (µV or g), float64, shape (n_samples, channels)."""
         return self.samples.astype(np.float64) * float(self.scale)
@@ -363,6 +368,8 @@ def decode_binary(data: bytes) -> Frame:
         samples=payload.reshape(n, channels),
     )
     validate_frame(frame)
+    if isinstance(data, bytes):  # immutable: they are what encode_binary(frame) gives
+        frame.__dict__["wire"] = data
     return frame
 
 

@@ -67,6 +67,17 @@ def frames(draw: st.DrawFn) -> Frame:
 def test_binary_round_trip_is_exact(frame: Frame) -> None:
     assert decode_binary(encode_binary(frame)) == frame
     assert decode(encode_binary(frame)) == frame
+    # the received bytes stand for the frame where it is stored again (checkpoint)
+    received = decode_binary(bytes(encode_binary(frame)))
+    assert received.wire == encode_binary(received) == frame.wire
+
+
+@settings(max_examples=200, deadline=None)
+@given(frames())
+def test_a_json_frame_is_stored_as_its_binary_encoding(frame: Frame) -> None:
+    received = decode_json(encode_json(frame))
+    assert received.wire == encode_binary(frame)
+    assert decode_binary(received.wire) == frame
 
 
 @settings(max_examples=200, deadline=None)
