@@ -129,6 +129,7 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     """Start mosquitto (+ influxd), a worker with the store and the alert sink; stop them after."""
 
+    from crampwatch.wiring import tune_collector
     from ingest.detectors import StreamDetectorFactory
     from ingest.intake import BrokerConfig
     from ingest.worker import IngestWorker
@@ -178,6 +179,7 @@ def pipeline(
 
         subscriber.on_message = on_message
         subscriber.subscribe("crampwatch/v1/+/alerts", qos=1)
+        tune_collector()  # as the service's build_worker does
         worker = IngestWorker(
             BrokerConfig("127.0.0.1", mosquitto.port, "bench-worker"),
             store,

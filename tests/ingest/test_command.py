@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from crampwatch.cli import build_app
 from crampwatch.settings import load_settings
-from crampwatch.wiring import broker_config
+from crampwatch.wiring import (
+    COLLECTOR_THRESHOLDS,
+    broker_config,
+    build_worker,
+    open_configured_store,
+)
 
 
 def test_broker_url_credentials_and_tls_map_to_the_connection(tmp_path: Path) -> None:
@@ -42,3 +48,19 @@ def test_an_out_of_range_worker_index_is_refused(monkeypatch: object) -> None:
     result = CliRunner().invoke(build_app(), ["ingest", "--worker-index", "3"])
     assert result.exit_code == 2
     assert "--worker-index 3 is not in 0..0" in result.output
+
+
+def test_building_a_worker_makes_the_collector_run_less_often(tmp_path: Path) -> None:
+    settings = load_settings(environ={"CRAMPWATCH_DATA_DIR": str(tmp_path)})
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)  # Python's default
+    try:
+        store = open_configured_store(settings)
+        try:
+            build_worker(settings, store)
+            assert gc.get_threshold() == COLLECTOR_THRESHOLDS
+            assert COLLECTOR_THRESHOLDS[0] > 700
+        finally:
+            store.close()
+    finally:
+        gc.set_threshold(*before)
