@@ -15,13 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detection.blocks import PartAnchors
-from detection.filters import (
-    apply_sos,
-    design_lowpass,
-    exponential_smooth,
-    exponential_smooth_rows,
-    steady_state,
-)
+from detection.filters import apply_sos, design_lowpass, exponential_smooth, steady_state
 from detection.validation import jitter_tolerance_us
 
 FloatArray = NDArray[np.float64]
@@ -94,16 +88,8 @@ class AccState:
         ``parts``: when the chunk joins several pushed chunks, where each ends and the anchor
         it brought (each sample is timed with the anchor of its own chunk).
         """
-        gravity_t, self.gravity_zi = apply_sos(
-            self.gravity_sos, np.ascontiguousarray(samples_g.T), self.gravity_zi
-        )
-        gravity = gravity_t.T
-        dyn = np.sqrt(np.add.reduce(np.square(samples_g - gravity), axis=1))
-        activity, self.activity_zi = exponential_smooth(self.activity_alpha, dyn, self.activity_zi)
-        norm = np.sqrt(np.add.reduce(np.square(gravity), axis=1))
-        self._append(
-            samples_g.shape[0], parts, dyn, activity, gravity / np.maximum(norm, 1e-9)[:, None]
-        )
+        (dyn,), (activity,), (up,) = _derive([self], samples_g[None])
+        self._append(samples_g.shape[0], parts, dyn, activity, up)
 
     def front_key(self, n: int) -> tuple[object, ...]:
         """What states must share to push one ``n``-sample chunk each together
@@ -255,18 +241,30 @@ def push_many(states: Sequence[AccState], chunks: Sequence[FloatArray]) -> None:
     for state, chunk in zip(states, chunks, strict=True):
         if state.front_key(chunk.shape[0]) != first.front_key(n):
             raise ValueError("push_many: the states do not share one front end")
-    d = len(states)
-    x = np.stack(chunks)  # (d, n, 3)
-    rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(d * 3, n)
-    zi = np.concatenate([state.gravity_zi for state in states], axis=1)
-    gravity_rows, zf = apply_sos(first.gravity_sos, rows, zi)
-    gravity = gravity_rows.reshape(d, 3, n).transpose(0, 2, 1)  # (d, n, 3)
-    dyn = np.sqrt(np.add.reduce(np.square(x - gravity), axis=2))
-    carried = np.concatenate([state.activity_zi for state in states])
-    activity, carried = exponential_smooth_rows(first.activity_alpha, dyn, carried)
-    norm = np.sqrt(np.add.reduce(np.square(gravity), axis=2))
-    up = gravity / np.maximum(norm, 1e-9)[:, :, None]
+    dyn, activity, up = _derive(states, np.stack(chunks))
     for k, state in enumerate(states):
-        state.gravity_zi = zf[:, 3 * k : 3 * k + 3].copy()
-        state.activity_zi = carried[k : k + 1]
         state._append(n, None, dyn[k], activity[k], up[k])
+
+
+def _derive(states: Sequence[AccState], x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Gravity filter, dynamic acceleration, its smoothing and the "up" vector of one chunk
+    per state, ``x`` shaped (states, n, 3); the states (sharing one rate) carry their filter
+    and smoothing state on. Every step works per state row (or over one sample's three axes),
+    so a state gets the same values whichever others it is stacked with.
+
+    Returns dyn (states, n), activity (states, n) and up (states, n, 3).
+    """
+    first = states[0]
+    d, n = x.shape[0], x.shape[1]
+    rows = np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(d * 3, n)
+    zi = first.gravity_zi if d == 1 else np.concatenate([s.gravity_zi for s in states], axis=1)
+    gravity_rows, zf = apply_sos(first.gravity_sos, rows, zi)
+    gravity = gravity_rows.reshape(d, 3, n).transpose(0, 2, 1)
+    dyn = np.sqrt(np.add.reduce(np.square(x - gravity), axis=2))
+    carried = first.activity_zi if d == 1 else np.concatenate([s.activity_zi for s in states])
+    activity, carried = exponential_smooth(first.activity_alpha, dyn, carried)
+    norm = np.sqrt(np.add.reduce(np.square(gravity), axis=2))
+    for k, state in enumerate(states):
+        state.gravity_zi = zf if d == 1 else zf[:, 3 * k : 3 * k + 3].copy()
+        state.activity_zi = carried[k : k + 1]
+    return dyn, activity, gravity / np.maximum(norm, 1e-9)[:, :, None]

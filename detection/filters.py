@@ -208,11 +208,22 @@ def apply_sos(sos: FloatArray, x: FloatArray, zi: FloatArray) -> tuple[FloatArra
     return y, state.transpose(1, 0, 2)
 
 
-def exponential_smooth_rows(
+def exponential_smooth(
     alpha: float, x: FloatArray, zi: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """:func:`exponential_smooth` of each row of ``x`` (rows, n) from its own state ``zi``
-    (rows,); each row gets the values a call of its own gives. Returns y (rows, n), zf (rows,)."""
+    """``lfilter([alpha], [1, alpha - 1], row, zi=[zi[k]])`` of each row of ``x`` (rows, n),
+    float64, same values.
+
+    The first-order section runs through the ``sosfilt`` loop, which does the same arithmetic
+    per sample as ``lfilter`` (its extra terms add exact zeros) without ``lfilter``'s per-call
+    overhead, several times the cost of filtering one chunk.
+
+    Returns
+    -------
+    y : ndarray, shape (rows, n)
+    zf : ndarray, shape (rows,)
+        Each row's final state (``zi`` is left alone).
+    """
     if _sosfilt_kernel is None or x.dtype != np.float64:
         y, zf = signal.lfilter(
             np.array([alpha]), np.array([1.0, alpha - 1.0]), x, axis=-1, zi=zi[:, None]
@@ -223,29 +234,6 @@ def exponential_smooth_rows(
     state[:, 0, 0] = zi
     _sosfilt_double(_exponential_sos(alpha), y, state)
     return y, state[:, 0, 0].copy()
-
-
-def exponential_smooth(
-    alpha: float, x: FloatArray, zi: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """``lfilter([alpha], [1, alpha - 1], x, zi=zi)`` for a 1-D float64 ``x``, same values.
-
-    The first-order section runs through the ``sosfilt`` loop, which does the same arithmetic
-    per sample as ``lfilter`` (its extra terms add exact zeros) without ``lfilter``'s per-call
-    overhead, several times the cost of filtering one chunk.
-
-    Returns
-    -------
-    y : ndarray, shape (n,)
-    zf : ndarray, shape (1,)
-    """
-    if _sosfilt_kernel is None or x.ndim != 1 or x.dtype != np.float64:
-        y, zf = signal.lfilter(np.array([alpha]), np.array([1.0, alpha - 1.0]), x, zi=zi)
-        return np.asarray(y, dtype=np.float64), np.asarray(zf, dtype=np.float64)
-    y = np.array(x, dtype=np.float64, order="C").reshape(1, -1)
-    state = np.array([[[zi[0], 0.0]]])
-    _sosfilt_double(_exponential_sos(alpha), y, state)
-    return y[0], state[0, 0, :1]
 
 
 @lru_cache(maxsize=64)

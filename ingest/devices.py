@@ -244,6 +244,7 @@ def push_devices(
 
 
 def _frame_args(frame: Frame) -> tuple[npt.NDArray[np.float64], int, float]:
+    """A frame as a detector push takes it: samples in physical units, start, rate."""
     return frame.physical(), frame.start_us, frame.rate_hz
 
 
@@ -267,7 +268,7 @@ def _push_planned(
 def push_frame(detector: Detector, frame: Frame) -> list[DetectorEvent]:
     """Push one frame into the detector stream of its kind."""
     push = detector.push_emg if frame.kind is StreamKind.EMG else detector.push_acc
-    return push(frame.physical(), frame.start_us, frame.rate_hz)
+    return push(*_frame_args(frame))
 
 
 def dead_letter_for(item: Inbound, reason: str, detail: str) -> DeadLetter:

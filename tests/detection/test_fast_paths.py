@@ -139,14 +139,16 @@ def test_exponential_smooth_is_lfilter_to_the_bit(
     rate_hz: float, n: int, scale: float, zi: float, seed: int
 ) -> None:
     alpha = 1.0 - math.exp(-1.0 / (0.25 * rate_hz))
-    x = np.abs(np.random.default_rng(seed).normal(0.0, scale, n))
-    state = np.array([zi])
-    expected, expected_zf = signal.lfilter(
-        np.array([alpha]), np.array([1.0, alpha - 1.0]), x, zi=state
-    )
+    x = np.abs(np.random.default_rng(seed).normal(0.0, scale, (3, n)))
+    state = np.array([zi, 0.5 * zi, 0.0])
     got, zf = exponential_smooth(alpha, x, state)
-    assert got.tobytes() == expected.tobytes()
-    assert zf.shape == (1,) and zf.tobytes() == expected_zf.tobytes()
+    assert zf.shape == (3,)
+    for k in range(3):  # each row as lfilter of its own
+        expected, expected_zf = signal.lfilter(
+            np.array([alpha]), np.array([1.0, alpha - 1.0]), x[k], zi=state[k : k + 1]
+        )
+        assert got[k].tobytes() == expected.tobytes()
+        assert zf[k : k + 1].tobytes() == expected_zf.tobytes()
     assert state[0] == zi  # the input state is left alone
 
 
