@@ -74,6 +74,7 @@ def run(devices: int, seconds: int, seed: int, runs: int) -> dict[str, Any]:
 
 
 MODES = ("alone", "many")
+MODE_LABELS = {"alone": "one device per call", "many": "a second of all devices per call"}
 
 
 def one_run(
@@ -124,10 +125,9 @@ def one_run(
 
 
 def render(f: dict[str, Any]) -> str:
-    labels = {"alone": "one device per call", "many": "a second of all devices per call"}
     rows = [
         (
-            labels[mode],
+            MODE_LABELS[mode],
             f"{f['devices']} x {f['seconds']} s",
             f"{f[mode]['live_wearers_per_core']:,.0f}",
             f"{f[mode]['p50_ms']:.3f}",

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bench_stream import MODE_LABELS
 from bench.common import RESULTS_DIR, machine, table, write_result
 
 BENCHMARKS = ("detector", "stream", "e2e", "sync", "api")
@@ -38,11 +39,8 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         return rows
     if name == "stream":
         rows = []
-        for mode, label in (
-            ("many", "a second of all devices per call"),
-            ("alone", "one device per call"),
-        ):
-            m = doc[mode]
+        for mode in ("many", "alone"):
+            m, label = doc[mode], MODE_LABELS[mode]
             rows += [
                 ("stream", f"live wearers per core, {label}", f"{m['live_wearers_per_core']:,.0f}"),
                 (
