@@ -30,6 +30,9 @@ _NO_TIMES: IntArray = np.zeros(0, dtype=np.int64)
 _NO_VALUES: FloatArray = np.zeros(0)
 
 
+_SECOND_FIELDS = ("start_us", "end_us", "bits", "env_uv", "floor_uv")
+
+
 @dataclass
 class Seconds:
     """Completed seconds waiting for the decided time to pass them (all shape (n,))."""
@@ -39,28 +42,45 @@ class Seconds:
     bits: IntArray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     env_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
     floor_uv: FloatArray = field(default_factory=lambda: np.zeros(0))
+    # seconds appended after these, joined to them when the seconds are taken (a snapshot
+    # pickles them joined)
+    queued: tuple[Seconds, ...] = ()
+
+    def __getstate__(self) -> dict[str, object]:
+        self._join()
+        return dict(self.__dict__)
 
     def append(self, other: Seconds) -> None:
-        if self.start_us.shape[0] == 0:  # usually every earlier second is already decided
+        if self.start_us.shape[0] == 0 and not self.queued:  # usually all earlier are decided
             self.start_us, self.end_us, self.bits = other.start_us, other.end_us, other.bits
             self.env_uv, self.floor_uv = other.env_uv, other.floor_uv
             return
-        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+        self.queued = (*self.queued, other)
 
-    def split(self, count: int) -> Seconds:
-        """Remove and return the first ``count`` seconds."""
+    def take_until(self, t_us: int) -> Seconds | None:
+        """Remove and return the seconds that end by ``t_us`` (None: none)."""
+        self._join()
+        count = int(self.end_us.searchsorted(t_us, side="right"))
+        if count == 0:
+            return None
         if count >= self.start_us.shape[0]:  # all of them: hand the arrays over
             head = Seconds(self.start_us, self.end_us, self.bits, self.env_uv, self.floor_uv)
             self.start_us, self.end_us, self.bits = _NO_TIMES, _NO_TIMES, _NO_TIMES
             self.env_uv, self.floor_uv = _NO_VALUES, _NO_VALUES
             return head
         head = Seconds()
-        for name in ("start_us", "end_us", "bits", "env_uv", "floor_uv"):
+        for name in _SECOND_FIELDS:
             values = getattr(self, name)
             setattr(head, name, values[:count])
             setattr(self, name, values[count:])
         return head
+
+    def _join(self) -> None:
+        if self.queued:
+            parts = (self, *self.queued)
+            for name in _SECOND_FIELDS:
+                setattr(self, name, np.concatenate([getattr(part, name) for part in parts]))
+            self.queued = ()
 
 
 def _ratio(env: FloatArray, valid: BoolArray, floors: FloatArray, known: bool) -> FloatArray:

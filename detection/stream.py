@@ -61,6 +61,9 @@ BoolArray = NDArray[np.bool_]
 
 SNAPSHOT_VERSION = 1
 ACC_KEEP_S = 10.0  # accelerometer history kept behind the decided time (beyond open queries)
+# Quiet blocks (see StreamDetector._quiet_wait) are decided in batches of up to this much
+# device time: the same events, fewer calls; only their 1 s series points come that much later.
+QUIET_BATCH_S = 5.0
 ACC_MAX_HISTORY_S = 3600.0  # cap when the accelerometer runs far ahead of the EMG
 
 
@@ -78,12 +81,32 @@ class _State:
     emg: EmgStream | None = None
     acc: AccState | None = None
     pending: BlockBatch = field(default_factory=BlockBatch.empty)
+    # Blocks queued behind ``pending`` while their decisions wait (``_quiet_wait``), joined to
+    # it before a decision; a snapshot joins them first (it pickles what joining one by one
+    # would). ``loud``: some undecided block may start or feed a burst or carry a fault bit
+    # (True also when not known, e.g. in a state restored from an older snapshot).
+    queued: tuple[BlockBatch, ...] = ()
+    loud: bool = True
     seconds: Seconds = field(default_factory=Seconds)
     gaps: list[tuple[int, int]] = field(default_factory=list)
     no_acc_since_us: int | None = None
     decided_us: int | None = None
     series: list[SeriesPoint] = field(default_factory=list)
     finished: bool = False
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled state with the queued blocks joined to ``pending``."""
+        state = dict(self.__dict__)
+        state["pending"] = self.undecided()
+        state["queued"] = ()
+        return state
+
+    def undecided(self) -> BlockBatch:
+        """Every block not decided yet (``pending`` with the queued blocks joined to it)."""
+        if self.queued:
+            self.pending = BlockBatch.concat((self.pending, *self.queued))
+            self.queued = ()
+        return self.pending
 
 
 class StreamDetector:
@@ -291,7 +314,8 @@ class StreamDetector:
         """Queue the blocks and seconds an EMG chunk completed for the decisions."""
         st = self._state
         if blocks is not None:
-            st.pending = BlockBatch.join(st.pending, blocks)
+            st.queued = (*st.queued, blocks)
+            st.loud = st.loud or _loud(blocks, st.config)
         if seconds is not None:
             st.seconds.append(seconds)
 
@@ -398,9 +422,13 @@ class StreamDetector:
     # ------------------------------------------------------------- decisions
 
     def _advance(self, *, final: bool) -> list[DetectorEvent]:
-        """Decide every pending block the accelerometer rule allows (all of them if final)."""
+        """Decide every pending block the accelerometer rule allows (all of them if final),
+        or, while the pending blocks are quiet, nothing yet."""
         st = self._state
         events: list[DetectorEvent] = []
+        if not final and self._quiet_wait():
+            return events
+        st.undecided()
         while True:
             count = self._decidable(final)
             if st.gaps:
@@ -414,6 +442,43 @@ class StreamDetector:
             events.extend(self._decide_blocks(count, final))
             break
         return _ordered(events)
+
+    def _quiet_wait(self) -> bool:
+        """Whether deciding the undecided blocks can wait: deciding them now would give no
+        event, only series points, and they span less than ``QUIET_BATCH_S``.
+
+        Quiet means: no undecided block above ``on_ratio`` or with a fault bit (a burst or a
+        fault could begin there), and none that the EMG has run ``acc_wait_s`` past the
+        accelerometer on (it would be decided without it); no gap to cross, the accelerometer
+        present and not declared missing, and no burst, closing burst, ended episode or fault
+        open (each can end on a quiet block). Quiet blocks only enter the history and their
+        seconds the series, and deciding them later is the same decision (the accelerometer
+        before its settled time no longer changes): waiting changes no event, only when the
+        series points come out (``tests/detection/test_quiet.py``). Some of these conditions
+        are wider than needed (a closing burst ends without an event, for one); they are kept
+        so that the rule reads as "nothing is going on".
+        """
+        st = self._state
+        acc = st.acc
+        machine = st.machine
+        if (
+            st.loud
+            or acc is None
+            or not st.queued
+            or st.gaps
+            or st.no_acc_since_us is not None
+            or machine.burst is not None
+            or machine.closing is not None
+            or machine.pending
+            or st.faults.open_since_us
+        ):
+            return False
+        first = st.pending if st.pending.start_us.shape[0] else st.queued[0]
+        last_end = int(st.queued[-1].end_us[-1])
+        if last_end - int(first.start_us[0]) >= round(QUIET_BATCH_S * 1e6):
+            return False
+        # the waiting rule would decide a block without the accelerometer
+        return last_end - round(st.config.acc_wait_s * 1e6) <= acc.settled_us
 
     def _decidable(self, final: bool) -> int:
         st = self._state
@@ -434,6 +499,7 @@ class StreamDetector:
             return []
         events: list[DetectorEvent] = []
         head, st.pending = st.pending.split(count)
+        st.loud = _loud(st.pending, st.config)
         acc = st.acc
         if final:
             # end of data: decide the rest with what there is, without new NO_ACC intervals
@@ -472,10 +538,10 @@ class StreamDetector:
 
     def _decide_seconds(self, decided_us: int) -> list[DetectorEvent]:
         st = self._state
-        ready = int(st.seconds.end_us.searchsorted(decided_us, side="right"))
-        if ready == 0:
+        done = st.seconds.take_until(decided_us)
+        if done is None:
             return []
-        done = st.seconds.split(ready)
+        ready = done.start_us.shape[0]
         events: list[DetectorEvent] = list(st.faults.step(done.start_us, done.end_us, done.bits))
         starts = done.start_us.tolist()
         if st.acc is not None:
@@ -681,6 +747,15 @@ def _join_run(
     samples = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
     marks = PartAnchors(np.asarray(ends, dtype=np.int64), np.asarray(anchors, dtype=np.int64))
     return _Run(samples, start_us, marks, new_segment, gap_from_us)
+
+
+def _loud(blocks: BlockBatch, cfg: DetectorConfig) -> bool:
+    """Whether any of ``blocks`` is above ``on_ratio`` or carries a fault bit."""
+    if not blocks.start_us.shape[0]:
+        return False
+    return bool(
+        np.logical_or.reduce(blocks.bits) or np.maximum.reduce(blocks.ratio) >= cfg.on_ratio
+    )
 
 
 _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}
