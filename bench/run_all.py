@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_stream import MODE_LABELS
+from bench.bench_stream import MODE_LABELS, WORKLOADS
 from bench.common import RESULTS_DIR, machine, table, write_result
 
 BENCHMARKS = ("detector", "stream", "e2e", "sync", "api")
@@ -39,16 +39,21 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         return rows
     if name == "stream":
         rows = []
-        for mode in ("many", "alone"):
-            m, label = doc[mode], MODE_LABELS[mode]
-            rows += [
-                ("stream", f"live wearers per core, {label}", f"{m['live_wearers_per_core']:,.0f}"),
-                (
-                    "stream",
-                    f"per-chunk p50 / p99, {label}",
-                    f"{m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms",
-                ),
-            ]
+        for workload in WORKLOADS:
+            for mode in ("many", "alone"):
+                m, label = doc[workload][mode], f"{workload} wearers, {MODE_LABELS[mode]}"
+                rows += [
+                    (
+                        "stream",
+                        f"live wearers per core, {label}",
+                        f"{m['live_wearers_per_core']:,.0f}",
+                    ),
+                    (
+                        "stream",
+                        f"per-chunk p50 / p99, {label}",
+                        f"{m['p50_ms']:.3f} / {m['p99_ms']:.3f} ms",
+                    ),
+                ]
         return rows
     if name == "e2e":
         rows = []

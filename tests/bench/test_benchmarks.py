@@ -41,15 +41,29 @@ def test_stream_bench_counts_every_chunk(tmp_path: Path) -> None:
     assert bench_stream.main(argv) == 0
     doc = result(tmp_path, "stream")
     assert doc["chunks"] == 15
-    for mode in ("alone", "many"):
-        figures = doc[mode]
-        assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
-        assert figures["live_wearers_per_core"] == figures["chunks_per_core_s"] > 0
-        assert figures["runs"][0]["chunks_per_cpu_s"] * figures["runs"][0]["cpu_s"] == (
-            pytest.approx(15)
-        )
-    assert doc["live_wearers_per_core"] == doc["many"]["live_wearers_per_core"]
-    assert doc["many_over_alone"] > 0
+    for workload in bench_stream.WORKLOADS:
+        for mode in ("alone", "many"):
+            figures = doc[workload][mode]
+            assert 0 < figures["p50_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+            assert figures["live_wearers_per_core"] == figures["chunks_per_core_s"] > 0
+            assert figures["runs"][0]["chunks_per_cpu_s"] * figures["runs"][0]["cpu_s"] == (
+                pytest.approx(15)
+            )
+        assert doc[workload]["many_over_alone"] > 0
+    assert doc["live_wearers_per_core"] == doc["night"]["many"]["live_wearers_per_core"]
+
+
+def test_the_night_population_mixes_nights_and_spreads_offsets() -> None:
+    population = bench_stream.night_population(20, 5, seed=3, night_s=300)
+    emgs = {id(emg) for emg, _, _ in population}
+    assert len(emgs) == 2  # a typical and a frequent-cramps night
+    frequent = [d for d, (emg, _, _) in enumerate(population) if emg is population[0][0]]
+    assert frequent == list(range(0, 20, bench_stream.FREQUENT_EVERY))
+    offsets = [offset for _, _, offset in population]
+    assert min(offsets) >= 0 and max(offsets) <= 300 - 5
+    assert len(set(offsets)) > 10
+    for emg, acc, offset in population:
+        assert emg.shape[0] >= (offset + 5) * 1000 and acc.shape[0] >= (offset + 5) * 50
 
 
 @pytest.mark.slow
