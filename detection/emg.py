@@ -26,6 +26,10 @@ IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
 
+# numbers of the distinct (rate, channels, block, filters, rules) of streams (EmgStream.front_id)
+_FRONT_IDS: dict[tuple[object, ...], int] = {}
+_FRONT_NUMBERS = itertools.count()
+
 _NO_TIMES: IntArray = np.zeros(0, dtype=np.int64)
 _NO_VALUES: FloatArray = np.zeros(0)
 
@@ -207,11 +211,16 @@ class EmgStream:
     floor_ordered: list[float] | None = None  # sorted valid values of floor_window
     floor_uv: float = math.nan
     held_median_uv: float = math.nan
+    # this process's number for the stream's filters, grid and rules (``front_key``); -1 until
+    # known, and not pickled (another process numbers them its own way)
+    front_id: int = -1
 
     def __getstate__(self) -> dict[str, object]:
-        """Pickled state without ``floor_ordered``: it is rebuilt from the window when needed."""
+        """Pickled state without ``floor_ordered`` (rebuilt from the window when needed) and
+        ``front_id`` (numbered again when needed)."""
         state = dict(self.__dict__)
         state["floor_ordered"] = None
+        state["front_id"] = -1
         return state
 
     def sample_time_us(self, index: float) -> int:
@@ -232,7 +241,7 @@ class EmgStream:
             notch_hz=notch_hz,
             notch_q=cfg.notch_q,
         )
-        return cls(
+        stream = cls(
             config=cfg,
             rate_hz=rate,
             channels=channels,
@@ -243,6 +252,8 @@ class EmgStream:
             notch_zi=np.zeros((design.notch_sos.shape[0], channels, 2)),
             floor_window=np.full(max(1, round(cfg.floor_window_s)), np.nan),
         )
+        stream.front_key(0)  # numbers it now, so that every stream in this process has one
+        return stream
 
     def start_segment(self, first: FloatArray, start_us: int) -> None:
         """Begin a contiguous segment at ``start_us``; ``first`` is its first sample per channel."""
@@ -291,20 +302,23 @@ class EmgStream:
         bits, smoothed, crossings = front
         return self._finish(bits, smoothed, crossings, parts)
 
-    def front_key(self, n: int) -> tuple[object, ...]:
+    def front_key(self, n: int) -> tuple[int, ...]:
         """What streams must share to run one ``n``-sample chunk each through one stacked
-        front end (:func:`ingest_many`): filters, grid phase and smoothing state length."""
-        return (
-            self.rate_hz,
-            self.channels,
-            self.block_len,
-            self.rest_raw.shape[1],
-            self.smooth_carry.shape[0],
-            n,
-            self.bandpass_sos.tobytes(),
-            self.notch_sos.tobytes(),
-            self.config,
-        )
+        front end (:func:`ingest_many`): rate, channels, filters and rules (numbered once
+        per stream: ``front_id``), grid phase and smoothing state length."""
+        front_id = self.front_id
+        if front_id < 0:
+            fixed = (
+                self.rate_hz,
+                self.channels,
+                self.block_len,
+                self.bandpass_sos.tobytes(),
+                self.notch_sos.tobytes(),
+                self.config,
+            )
+            front_id = _FRONT_IDS.setdefault(fixed, next(_FRONT_NUMBERS))
+            self.front_id = front_id
+        return (front_id, self.rest_raw.shape[1], self.smooth_carry.shape[0], n)
 
     def _finish(
         self,

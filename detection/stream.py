@@ -650,23 +650,23 @@ def _push_many(
     if len({id(push[0]) for push in pushes}) != len(pushes):
         raise ValueError(f"push_{kind.name.lower()}_many takes at most one chunk per detector")
     results: list[list[DetectorEvent] | DetectorError] = [[] for _ in pushes]
-    groups: dict[tuple[object, ...], list[tuple[int, _Run]]] = {}
+    groups: dict[tuple[object, ...], list[tuple[int, FloatArray]]] = {}
     for i, (detector, samples, start_us, rate_hz) in enumerate(pushes):
         try:
             arrays, starts, rate = kind.check(detector, samples, start_us, rate_hz)
             stream = kind.stream(detector._state)
+            if stream is not None and _continues(stream, starts[0], rate):
+                chunk = arrays[0]
+                groups.setdefault(stream.front_key(chunk.shape[0]), []).append((i, chunk))
+                continue
             runs = _contiguous_runs(arrays, starts, rate, _position(stream))
         except DetectorError as error:
             results[i] = error
             continue
-        if stream is None or len(runs) != 1 or runs[0].new_segment:
-            results[i] = kind.alone(detector, runs, arrays[0].shape[1], rate)
-            continue
-        runs[0].anchors_for(stream)  # a single chunk: sets the stream's anchor
-        groups.setdefault(stream.front_key(runs[0].samples.shape[0]), []).append((i, runs[0]))
+        results[i] = kind.alone(detector, runs, arrays[0].shape[1], rate)
     for members in groups.values():
         detectors = [pushes[i][0] for i, _ in members]
-        kind.stacked(detectors, [run.samples for _, run in members])
+        kind.stacked(detectors, [chunk for _, chunk in members])
         for detector, (i, _) in zip(detectors, members, strict=True):
             results[i] = detector._advance(final=False)
     return results
@@ -689,6 +689,18 @@ class _Run:
             return self.anchors
         stream.anchor_us = int(self.anchors.anchors[0])
         return None
+
+
+def _continues(stream: EmgStream | AccState, start_us: int, rate: float) -> bool:
+    """Whether a chunk starting at ``start_us`` continues the stream's segment; if so, the
+    stream's anchor follows the device clock to it (as :func:`_contiguous_runs` and
+    ``anchors_for`` would for a run of that one chunk). Raises DetectorTimeError, changing
+    nothing, when time goes backwards."""
+    expected = stream.anchor_us + round(stream.n_samples * 1e6 / rate)
+    if chunk_jump(start_us, expected, rate) > 0:
+        return False
+    stream.anchor_us += start_us - expected
+    return True
 
 
 def _position(stream: EmgStream | AccState | None) -> tuple[int, int] | None:

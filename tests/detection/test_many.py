@@ -4,6 +4,7 @@ pushes give: the same events, series and state, to the bit, whatever mix of devi
 from __future__ import annotations
 
 import functools
+import pickle
 
 import numpy as np
 import pytest
@@ -201,6 +202,28 @@ def test_streams_that_cannot_share_a_front_end_are_refused() -> None:
         s.start_segment(np.zeros(1), T0_US)
     with pytest.raises(ValueError, match="do not share one front end"):
         ingest_many([a, b], [np.zeros((1000, 1)), np.zeros((1000, 1))])
+
+
+def test_front_keys_tell_streams_apart_by_rules_filters_and_grid_and_survive_a_restore() -> None:
+    def stream(config: DetectorConfig, rate: float = 1000.0, notch: tuple = (50.0,)) -> EmgStream:
+        s = EmgStream.create(config, rate, 1, notch)
+        s.start_segment(np.zeros(1), T0_US)
+        return s
+
+    a = stream(DetectorConfig())
+    assert stream(DetectorConfig()).front_key(1000) == a.front_key(1000)
+    assert stream(DetectorConfig(on_ratio=4.0)).front_key(1000) != a.front_key(1000)
+    assert stream(DetectorConfig(), notch=()).front_key(1000) != a.front_key(1000)
+    assert stream(DetectorConfig(), rate=1024.0).front_key(1024) != a.front_key(1024)
+    assert a.front_key(999) != a.front_key(1000)
+    restored = pickle.loads(pickle.dumps(a))
+    assert restored.front_id == -1  # numbered again in the process that restores it
+    assert restored.front_key(1000) == a.front_key(1000)
+    ingest_many([a, restored], [np.ones((1000, 1)), np.ones((1000, 1))])
+    assert a.front_key(1000) == restored.front_key(1000)
+    assert a.front_key(1000) != stream(DetectorConfig()).front_key(
+        1000
+    )  # smoothing carries blocks now
 
 
 def test_the_settling_blocks_of_a_new_segment_go_through_the_stacked_path() -> None:
