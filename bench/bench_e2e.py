@@ -242,12 +242,18 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, default=None)
     p.add_argument("--minutes", type=float, default=None, help="Night length per device.")
-    p.add_argument("--backends", nargs="*", default=["sqlite", "influx"])
+    p.add_argument(
+        "--backends",
+        nargs="*",
+        choices=("sqlite", "influx"),
+        default=["sqlite", "influx"],
+        help="Stores of the 10-wearer workload (none: only the many-wearers one).",
+    )
     p.add_argument(
         "--many-devices",
         type=int,
         default=None,
-        help="Wearers of the many-wearers workload (SQLite, `typical` nights); 0: skip it.",
+        help="Wearers of the many-wearers workload (SQLite, quiet+typical nights); 0: skip it.",
     )
     p.add_argument("--many-minutes", type=float, default=None, help="Its night length.")
     p.add_argument("--timeout", type=float, default=600.0, help="Longest wait for the worker, s.")
