@@ -481,6 +481,25 @@ class EmgStream:
         self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
         return block_floor, floors_known, seconds
 
+    def _enter_second(self, median: float) -> None:
+        """``_floors`` of one whole second of valid blocks with this ``median``: the held
+        second enters the floor window, this one is held."""
+        entering = self.held_median_uv  # (a valid second's median is never NaN)
+        self.held_median_uv = median
+        if self.floor_ordered is None:
+            self.floor_ordered = sorted_valid(self.floor_window)
+        cfg = self.config
+        after, self.floor_window = update_floor(
+            self.floor_window,
+            np.array([entering], dtype=np.float64),
+            cfg.floor_quantile,
+            cfg.floor_min_uv,
+            self.floor_ordered,
+        )
+        value = float(after[0])
+        if not math.isnan(value):
+            self.floor_uv = value
+
     def _second_medians(self, env: FloatArray, valid: BoolArray, n_seconds: int) -> list[float]:
         """:func:`second_medians` of whole seconds of blocks, as a list."""
         per_second = env.shape[0] // n_seconds
@@ -548,9 +567,17 @@ def _finish_one_channel(
     valid = usable & (index[:, :-1] >= settle)
     anchors = np.array([stream.anchor_us for stream in streams], dtype=np.int64)
     times = anchors[:, None] + np.rint(index * (b * 1e6 / first.rate_hz)).astype(np.int64)
+    per_second = max(1, round(1.0 / cfg.block_s))
+    whole = _whole_seconds(streams, env, valid, all_bits, times, n0, per_second)
     results: list[tuple[BlockBatch, Seconds | None]] = []
     for k, stream in enumerate(streams):
-        floors, floors_known, seconds = stream._floors(env[k], valid[k], all_bits[k], int(n0[k]))
+        seconds: Seconds | None
+        if k in whole:
+            floors, floors_known, seconds = whole[k]
+        else:
+            floors, floors_known, seconds = stream._floors(
+                env[k], valid[k], all_bits[k], int(n0[k])
+            )
         results.append(
             (
                 stream._batch(
@@ -561,3 +588,63 @@ def _finish_one_channel(
         )
         stream.n_blocks += n_blocks
     return results
+
+
+def _whole_seconds(
+    streams: Sequence[EmgStream],
+    env: FloatArray,
+    valid: BoolArray,
+    bits: IntArray,
+    times: IntArray,
+    n0: IntArray,
+    per_second: int,
+) -> dict[int, tuple[FloatArray, bool, Seconds]]:
+    """:meth:`EmgStream._floors` of the streams (rows of ``env``, ``valid``, ``bits``: their
+    new blocks) whose new blocks are exactly one whole second of valid blocks, the usual live
+    second, by row: the medians, means and fault bits of all of them at once, the floor
+    window of each its own. The same operations as ``_floors`` on each row, so the same values.
+    """
+    if env.shape[1] != per_second:
+        return {}
+    rows = [
+        k
+        for k, stream in enumerate(streams)
+        if not stream.sec_env.shape[0] and stream.n_blocks % per_second == 0
+    ]
+    if rows and len(rows) < len(streams):
+        rows = [k for k in rows if valid[k].all()]
+    elif rows and not valid.all():
+        rows = np.flatnonzero(valid.all(axis=1)).tolist()
+    if not rows:
+        return {}
+    every = len(rows) == len(streams)
+    env_rows = env if every else env[rows]
+    # the middle pair of each sorted second (every block valid), as ``_second_medians``
+    ordered = np.sort(env_rows, axis=1)
+    medians = ((ordered[:, (per_second - 1) // 2] + ordered[:, per_second // 2]) / 2.0).tolist()
+    floors_before = [streams[k].floor_uv for k in rows]
+    for k, median in zip(rows, medians, strict=True):
+        streams[k]._enter_second(median)
+    block_floor = np.empty((len(rows), per_second))
+    block_floor[:] = np.array(floors_before)[:, None]
+    stacked = np.empty((2, len(rows), per_second))
+    stacked[0] = env_rows
+    stacked[1] = block_floor
+    means = np.add.reduce(stacked, axis=2) / per_second
+    flags = second_flags((bits if every else bits[rows]).reshape(-1), per_second)
+    out: dict[int, tuple[FloatArray, bool, Seconds]] = {}
+    for j, k in enumerate(rows):
+        stream = streams[k]
+        step_us = stream.block_len * 1e6 / stream.rate_hz
+        start = int(n0[k])
+        seconds = Seconds(
+            start_us=np.array([stream.anchor_us + round(start * step_us)], dtype=np.int64),
+            end_us=np.array(
+                [stream.anchor_us + round((start + per_second) * step_us)], dtype=np.int64
+            ),
+            bits=flags[j : j + 1],
+            env_uv=means[0, j : j + 1],
+            floor_uv=means[1, j : j + 1],
+        )
+        out[k] = (block_floor[j], not math.isnan(floors_before[j]), seconds)
+    return out

@@ -245,3 +245,31 @@ def test_the_settling_blocks_of_a_new_segment_go_through_the_stacked_path() -> N
         assert _same(a.__dict__, m.__dict__)
         assert a.finish() == m.finish()
         assert a.pop_series() == m.pop_series()
+
+
+def test_whole_seconds_of_valid_blocks_take_the_shared_path_and_the_others_their_own() -> None:
+    """1 s chunks: one device a second out of step with the others (half a second carried),
+    one with a flat (invalid) second among them; all as each pushed alone."""
+    signals = [device_signals(seed, 1000.0, 1)[0].copy() for seed in range(4)]
+    signals[2][9_000:10_000] = signals[2][9_000]  # a flat second: lead-off
+    alone = [StreamDetector(f"dev-{k}") for k in range(4)]
+    many = [StreamDetector(f"dev-{k}") for k in range(4)]
+    first = [1000, 1500, 1000, 1000]  # device 1 starts with 1.5 s: half a second carried on
+    for k in range(4):
+        for detector in (alone[k], many[k]):
+            detector.push_emg(signals[k][: first[k]], T0_US, 1000.0)
+    for second in range(1, 14):
+        pushes = []
+        expected = []
+        for k in range(4):
+            lo = first[k] + (second - 1) * 1000
+            start = T0_US + lo * 1000
+            pushes.append((many[k], signals[k][lo : lo + 1000], start, 1000.0))
+            expected.append(alone[k].push_emg(signals[k][lo : lo + 1000], start, 1000.0))
+        assert push_emg_many(pushes) == expected
+        for a, m in zip(alone, many, strict=True):
+            assert a.pop_series() == m.pop_series()
+    for a, m in zip(alone, many, strict=True):
+        assert _same(a.__dict__, m.__dict__)
+        assert a.finish() == m.finish()
+        assert a.pop_series() == m.pop_series()
