@@ -569,7 +569,9 @@ def _finish_one_channel(
     times = anchors[:, None] + np.rint(index * (b * 1e6 / first.rate_hz)).astype(np.int64)
     per_second = max(1, round(1.0 / cfg.block_s))
     whole = _whole_seconds(streams, env, valid, all_bits, times, n0, per_second)
-    results: list[tuple[BlockBatch, Seconds | None]] = []
+    all_floors = np.empty((len(streams), n_blocks))
+    all_known = True
+    all_seconds: list[Seconds | None] = []
     for k, stream in enumerate(streams):
         seconds: Seconds | None
         if k in whole:
@@ -578,16 +580,20 @@ def _finish_one_channel(
             floors, floors_known, seconds = stream._floors(
                 env[k], valid[k], all_bits[k], int(n0[k])
             )
-        results.append(
-            (
-                stream._batch(
-                    env[k], valid[k], floors, floors_known, times[k], zcr[k], all_bits[k]
-                ),
-                seconds,
-            )
-        )
+        all_floors[k] = floors
+        all_known = all_known and floors_known
+        all_seconds.append(seconds)
         stream.n_blocks += n_blocks
-    return results
+    # element-wise, and with known floors the general rule is the known-floor one
+    ratio = _ratio(env, valid, all_floors, all_known)
+    starts, ends = times[:, :-1], times[:, 1:]
+    return [
+        (
+            BlockBatch(starts[k], ends[k], env[k], all_floors[k], ratio[k], zcr[k], all_bits[k]),
+            all_seconds[k],
+        )
+        for k in range(len(streams))
+    ]
 
 
 def _whole_seconds(

@@ -310,12 +310,15 @@ class StreamDetector:
             self._add_emg(*emg.ingest(run.samples, run.anchors_for(emg)))
         return self._advance(final=False)
 
-    def _add_emg(self, blocks: BlockBatch | None, seconds: Seconds | None) -> None:
-        """Queue the blocks and seconds an EMG chunk completed for the decisions."""
+    def _add_emg(
+        self, blocks: BlockBatch | None, seconds: Seconds | None, loud: bool | None = None
+    ) -> None:
+        """Queue the blocks and seconds an EMG chunk completed for the decisions (``loud``:
+        ``_loud(blocks)`` when the caller knows it)."""
         st = self._state
         if blocks is not None:
             st.queued = (*st.queued, blocks)
-            st.loud = st.loud or _loud(blocks, st.config)
+            st.loud = st.loud or (_loud(blocks, st.config) if loud is None else loud)
         if seconds is not None:
             st.seconds.append(seconds)
 
@@ -615,8 +618,9 @@ class _Kind:
 def _stacked_emg(detectors: list[StreamDetector], chunks: list[FloatArray]) -> None:
     streams = [d._state.emg for d in detectors]
     outputs = ingest_many([s for s in streams if s is not None], chunks)
-    for detector, (blocks, seconds) in zip(detectors, outputs, strict=True):
-        detector._add_emg(blocks, seconds)
+    louds = _loud_many([blocks for blocks, _ in outputs], detectors[0]._state.config)
+    for detector, (blocks, seconds), loud in zip(detectors, outputs, louds, strict=True):
+        detector._add_emg(blocks, seconds, loud)
 
 
 def _stacked_acc(detectors: list[StreamDetector], chunks: list[FloatArray]) -> None:
@@ -768,6 +772,18 @@ def _loud(blocks: BlockBatch, cfg: DetectorConfig) -> bool:
     return bool(
         np.logical_or.reduce(blocks.bits) or np.maximum.reduce(blocks.ratio) >= cfg.on_ratio
     )
+
+
+def _loud_many(batches: Sequence[BlockBatch | None], cfg: DetectorConfig) -> list[bool | None]:
+    """:func:`_loud` of each batch, computed for all at once when they are the same size
+    (the same reductions, row by row); None for each when they are not."""
+    sizes = {None if batch is None else batch.start_us.shape[0] for batch in batches}
+    if len(sizes) != 1 or None in sizes or 0 in sizes:
+        return [None] * len(batches)
+    ratio = np.stack([batch.ratio for batch in batches if batch is not None])
+    bits = np.stack([batch.bits for batch in batches if batch is not None])
+    loud = np.logical_or.reduce(bits, axis=1) | (np.maximum.reduce(ratio, axis=1) >= cfg.on_ratio)
+    return [bool(value) for value in loud.tolist()]
 
 
 _KIND_ORDER = {"quality": 0, "ended": 1, "started": 2, "updated": 3}

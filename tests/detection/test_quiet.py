@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from detection import StreamDetector
 from detection import stream as stream_module
+from detection.blocks import BlockBatch
 from detection.config import DetectorConfig
 from detection.events import (
     DetectorEvent,
@@ -179,3 +180,29 @@ def test_quiet_stretches_are_decided_in_batches() -> None:
     assert sum(sizes_now) - stream_module.QUIET_BATCH_S <= sum(sizes) <= sum(sizes_now)
     assert max(sizes) == round(stream_module.QUIET_BATCH_S) - 1  # the last block's second waits
     assert sum(1 for size in sizes if size) * 2 < sum(1 for size in sizes_now if size)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.lists(
+        st.tuples(
+            st.lists(st.sampled_from([0.0, 1.0, 2.999, 3.0, 7.5, np.nan]), min_size=3, max_size=3),
+            st.lists(st.sampled_from([0, 0, 0, 1, 4]), min_size=3, max_size=3),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_loudness_of_many_batches_is_each_ones_own(size: int, rows: list) -> None:
+    config = DetectorConfig()
+    batches: list[BlockBatch | None] = []
+    for ratio, bits in rows:
+        times = np.arange(size, dtype=np.int64)
+        values = np.resize(np.array(ratio), size)
+        batches.append(
+            BlockBatch(times, times + 1, values, values, values, values, np.resize(bits, size))
+        )
+    loud = stream_module._loud_many(batches, config)
+    assert loud == [stream_module._loud(batch, config) for batch in batches]
+    assert stream_module._loud_many([*batches, None], config) == [None] * (len(batches) + 1)
