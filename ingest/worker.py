@@ -51,7 +51,14 @@ HOUSEKEEPING_INTERVAL_US = 250_000
 
 @runtime_checkable
 class GroupedWrites(Protocol):
-    """A store that can put the writes of one batch into one durable transaction."""
+    """A store that can put the writes of one batch into one durable transaction.
+
+    ``refused_in_groups`` counts the calls made in such blocks that the store refused only
+    when the block ended (logged and dropped; the other calls of the block are kept): the
+    worker counts them as unstorable, as it does a call refused when it is made.
+    """
+
+    refused_in_groups: int
 
     def grouped(self) -> AbstractContextManager[None]: ...
 
@@ -80,7 +87,7 @@ class WorkerStats:
     acked: int
     queue_full_waits: int  # times intake blocked on a full queue (back-pressure)
     store_retries: int
-    unstorable: int  # result batches the store refused (logged)
+    unstorable: int  # result writes the store refused (logged), when called or when grouped
     connects: int
     queued: int
 
@@ -400,6 +407,7 @@ class IngestWorker:
         dirty = [d for d in self._devices.values() if d.dirty]
         updates = []
         handoffs: list[Handoff] = []
+        refused_before = self._refused_in_groups()
         with self._grouped_writes():
             for device in dirty:
                 events = device.events
@@ -416,6 +424,7 @@ class IngestWorker:
                     write=self.store.write_dead_letters,
                     args=(letters,),
                 )
+        self._batch["unstorable"] += self._refused_in_groups() - refused_before
         if handoffs:
             for sink in self.sinks:
                 self._hand_to_sink(sink, handoffs, now)
@@ -427,6 +436,9 @@ class IngestWorker:
                 elif isinstance(event, EpisodeEvent) and event.kind is EventKind.ENDED:
                     self._batch["episodes_ended"] += 1
             device.committed(update)
+
+    def _refused_in_groups(self) -> int:
+        return self.store.refused_in_groups if isinstance(self.store, GroupedWrites) else 0
 
     def _grouped_writes(self) -> AbstractContextManager[None]:
         """One store transaction for the batch's writes, when the store offers it."""

@@ -212,6 +212,9 @@ class SqliteStore(SummarizingStore):
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
 
+    # a grouped call is refused when it is made (it raises), never when the block ends
+    refused_in_groups = 0
+
     @contextmanager
     def grouped(self) -> Iterator[None]:
         """Run the calling thread's ``write_*`` calls inside one transaction, committed (and

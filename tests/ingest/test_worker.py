@@ -33,10 +33,12 @@ from ingest.protocol import (
 )
 from ingest.worker import IngestWorker, wall_clock_us
 from storage.base import StoreUnavailable
+from storage.influx import InfluxStore
 from storage.sqlite import SqliteStore
 from tests.ingest.support import (
     DAY_US,
     NIGHT_START_US,
+    SECOND_US,
     Collector,
     Message,
     SimNight,
@@ -46,7 +48,7 @@ from tests.ingest.support import (
     stored_episodes,
     stored_series,
 )
-from tests.servers import Mosquitto, wait_for
+from tests.servers import Influxd, Mosquitto, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -549,3 +551,38 @@ def publish_as_user(port: int, messages: list[tuple[str, bytes]]) -> None:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+@pytest.mark.integration
+def test_a_series_influxdb_refuses_when_the_batch_is_sent_counts_as_unstorable(
+    tmp_path: Path,
+    mosquitto: Mosquitto,
+    influxd: Influxd,
+    make_worker: Callable[..., IngestWorker],
+) -> None:
+    """The worker's writes of a batch go to InfluxDB in one request; a call the server refuses
+    then (a field type conflict) is dropped and counted, and the other calls are stored."""
+    store = InfluxStore(
+        influxd.url,
+        f"t_{uuid.uuid4().hex[:12]}",
+        write_mode="v1",
+        create_database=True,
+        spool_dir=tmp_path / "spool",
+        flush_interval_ms=100,
+    )
+    later = NIGHT_START_US + 30 * DAY_US  # another shard
+    good = sim_night(f"ok-{uuid.uuid4().hex[:6]}", 21, duration_s=20, scenario="quiet")
+    bad = sim_night(
+        f"bad-{uuid.uuid4().hex[:6]}", 22, duration_s=20, scenario="quiet", start_us=later
+    )
+    # a string envelope in the later shard: every float envelope there is a type conflict
+    store._writer.deliver([f'series,device_id=other envelope_uv="text" {later}'])
+    worker = make_worker(mosquitto.port, store)
+    publish(mosquitto.port, pairs(good.messages) + pairs(bad.messages))
+    wait_for(lambda: stored_series(store, good.device_id, 20) == good.series_points, 60)
+    wait_for(lambda: worker.stats().unstorable >= 1, 30, what="the refused series counted")
+    assert store.series(bad.device_id, later, later + 30 * SECOND_US) == []
+    assert worker.stats().unstorable == store.refused_in_groups
+    assert worker.failure is None
+    worker.stop()
+    store.close()
