@@ -116,6 +116,11 @@ def test_many_devices_push_as_each_alone(devices: list[dict]) -> None:
             assert _try(many[k], samples, start, rate) == want
         for a, m in zip(alone, many, strict=True):
             assert a.pop_series() == m.pop_series()
+    assert_end_alike(alone, many)
+
+
+def assert_end_alike(alone: list[StreamDetector], many: list[StreamDetector]) -> None:
+    """The same state, to the bit, then the same events and series when they finish."""
     for a, m in zip(alone, many, strict=True):
         assert _same(a.__dict__, m.__dict__)
         assert a.finish() == m.finish()
@@ -241,10 +246,7 @@ def test_the_settling_blocks_of_a_new_segment_go_through_the_stacked_path() -> N
             for a, emg in zip(alone, devices, strict=True)
         ]
         assert push_emg_many(pushes) == expected
-    for a, m in zip(alone, many, strict=True):
-        assert _same(a.__dict__, m.__dict__)
-        assert a.finish() == m.finish()
-        assert a.pop_series() == m.pop_series()
+    assert_end_alike(alone, many)
 
 
 def test_whole_seconds_of_valid_blocks_take_the_shared_path_and_the_others_their_own() -> None:
@@ -269,7 +271,4 @@ def test_whole_seconds_of_valid_blocks_take_the_shared_path_and_the_others_their
         assert push_emg_many(pushes) == expected
         for a, m in zip(alone, many, strict=True):
             assert a.pop_series() == m.pop_series()
-    for a, m in zip(alone, many, strict=True):
-        assert _same(a.__dict__, m.__dict__)
-        assert a.finish() == m.finish()
-        assert a.pop_series() == m.pop_series()
+    assert_end_alike(alone, many)
