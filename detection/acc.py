@@ -103,14 +103,17 @@ class AccState:
         dyn: FloatArray,
         activity: FloatArray,
         up: FloatArray,
+        times: IntArray | None = None,
     ) -> None:
-        """Time the chunk's ``n`` derived samples and append them to the history."""
-        index = np.arange(self.n_samples, self.n_samples + n, dtype=np.int64)
-        anchor: int | IntArray = self.anchor_us
-        if parts is not None:
-            anchor = parts.anchor_at(index)
-            self.anchor_us = int(parts.anchors[-1])
-        times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
+        """Time the chunk's ``n`` derived samples (``times``: already timed, as here) and
+        append them to the history."""
+        if times is None:
+            index = np.arange(self.n_samples, self.n_samples + n, dtype=np.int64)
+            anchor: int | IntArray = self.anchor_us
+            if parts is not None:
+                anchor = parts.anchor_at(index)
+                self.anchor_us = int(parts.anchors[-1])
+            times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
         self.time_us = np.concatenate([self.time_us, times])
@@ -242,8 +245,14 @@ def push_many(states: Sequence[AccState], chunks: Sequence[FloatArray]) -> None:
         if state.front_key(chunk.shape[0]) != first.front_key(n):
             raise ValueError("push_many: the states do not share one front end")
     dyn, activity, up = _derive(states, np.stack(chunks))
+    # each state's sample times, as ``_append`` computes them, for all states at once
+    index = np.array([state.n_samples for state in states], dtype=np.int64)[:, None] + np.arange(
+        n, dtype=np.int64
+    )
+    anchors = np.array([state.anchor_us for state in states], dtype=np.int64)[:, None]
+    times = anchors + np.rint(index * (1e6 / first.rate_hz)).astype(np.int64)
     for k, state in enumerate(states):
-        state._append(n, None, dyn[k], activity[k], up[k])
+        state._append(n, None, dyn[k], activity[k], up[k], times[k])
 
 
 def _derive(states: Sequence[AccState], x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
