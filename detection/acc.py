@@ -113,7 +113,7 @@ class AccState:
             if parts is not None:
                 anchor = parts.anchor_at(index)
                 self.anchor_us = int(parts.anchors[-1])
-            times = anchor + np.rint(index * (1e6 / self.rate_hz)).astype(np.int64)
+            times = _sample_times(anchor, index, self.rate_hz)
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
         self.time_us = np.concatenate([self.time_us, times])
@@ -250,9 +250,15 @@ def push_many(states: Sequence[AccState], chunks: Sequence[FloatArray]) -> None:
         n, dtype=np.int64
     )
     anchors = np.array([state.anchor_us for state in states], dtype=np.int64)[:, None]
-    times = anchors + np.rint(index * (1e6 / first.rate_hz)).astype(np.int64)
+    times = _sample_times(anchors, index, first.rate_hz)
     for k, state in enumerate(states):
         state._append(n, None, dyn[k], activity[k], up[k], times[k])
+
+
+def _sample_times(anchor: int | IntArray, index: IntArray, rate_hz: float) -> IntArray:
+    """Device time of the samples ``index`` of a segment, µs, each with its ``anchor``."""
+    times: IntArray = anchor + np.rint(index * (1e6 / rate_hz)).astype(np.int64)
+    return times
 
 
 def _derive(states: Sequence[AccState], x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
