@@ -447,18 +447,12 @@ class EmgStream:
         seconds: Seconds | None = None
         sec_floor = np.concatenate([self.sec_floor, block_floor]) if carried else block_floor
         if n_complete:
-            step_us = self.block_len * 1e6 / self.rate_hz
             start_block = first_second * per_second
             if block_anchor is None:
-                bounds = np.array(
-                    [
-                        self.anchor_us + round((start_block + k * per_second) * step_us)
-                        for k in range(n_complete + 1)
-                    ],
-                    dtype=np.int64,
-                )
+                bounds = self._second_bounds(start_block, n_complete, per_second)
                 sec_starts, sec_ends = bounds[:-1], bounds[1:]
             else:
+                step_us = self.block_len * 1e6 / self.rate_hz
                 last = start_block + np.arange(1, n_complete + 1) * per_second - 1
                 sec_anchor = block_anchor[last - first_block]
                 grid = np.rint(
@@ -480,6 +474,18 @@ class EmgStream:
         self.sec_env, self.sec_valid = sec_env[used:], sec_valid[used:]
         self.sec_bits, self.sec_floor = sec_bits[used:], sec_floor[used:]
         return block_floor, floors_known, seconds
+
+    def _second_bounds(self, start_block: int, n_seconds: int, per_second: int) -> IntArray:
+        """Device times of the bounds of ``n_seconds`` whole seconds from segment block
+        ``start_block`` on, µs (timed with the stream's anchor)."""
+        step_us = self.block_len * 1e6 / self.rate_hz
+        return np.array(
+            [
+                self.anchor_us + round((start_block + k * per_second) * step_us)
+                for k in range(n_seconds + 1)
+            ],
+            dtype=np.int64,
+        )
 
     def _enter_second(self, median: float) -> None:
         """``_floors`` of one whole second of valid blocks with this ``median``: the held
@@ -641,13 +647,10 @@ def _whole_seconds(
     out: dict[int, tuple[FloatArray, bool, Seconds]] = {}
     for j, k in enumerate(rows):
         stream = streams[k]
-        step_us = stream.block_len * 1e6 / stream.rate_hz
-        start = int(n0[k])
+        bounds = stream._second_bounds(int(n0[k]), 1, per_second)
         seconds = Seconds(
-            start_us=np.array([stream.anchor_us + round(start * step_us)], dtype=np.int64),
-            end_us=np.array(
-                [stream.anchor_us + round((start + per_second) * step_us)], dtype=np.int64
-            ),
+            start_us=bounds[:-1],
+            end_us=bounds[1:],
             bits=flags[j : j + 1],
             env_uv=means[0, j : j + 1],
             floor_uv=means[1, j : j + 1],
