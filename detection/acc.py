@@ -25,6 +25,7 @@ GRAVITY_CUTOFF_HZ = 0.5  # below body movement (> 1 Hz), above posture changes (
 ACTIVITY_TAU_S = 0.25  # smoothing of |dynamic acceleration| for the movement rule
 _FIRST = np.zeros(1, dtype=np.intp)  # reduceat index of a single segment
 _MANY_BINS = 8  # from this many seconds, AccState.bins sums them in one reduceat (faster)
+_MIN_CAPACITY = 512  # samples of a history's first buffers (about 10 s at 50 Hz)
 
 
 def posture_name(up: FloatArray, upright_deg: float) -> str:
@@ -61,6 +62,20 @@ class AccState:
     dyn_g: FloatArray = field(default_factory=lambda: np.zeros(0))
     activity_g: FloatArray = field(default_factory=lambda: np.zeros(0))
     up: FloatArray = field(default_factory=lambda: np.zeros((0, 3)))
+    # The history arrays above are views of the tail of these buffers, which have room after
+    # them: a chunk is written into that room instead of joining the whole history to it
+    # anew. None until the first append, and not pickled (a snapshot holds the history alone).
+    _buffers: tuple[IntArray, FloatArray, FloatArray, FloatArray] | None = field(
+        default=None, repr=False, compare=False
+    )
+    _used: int = field(default=0, repr=False, compare=False)  # where the views end
+
+    def __getstate__(self) -> dict[str, object]:
+        """Pickled state: the history without the spare room of its buffers."""
+        state = dict(self.__dict__)
+        state["_buffers"] = None
+        state["_used"] = 0
+        return state
 
     @classmethod
     def create(cls, rate_hz: float) -> AccState:
@@ -116,10 +131,37 @@ class AccState:
             times = _sample_times(anchor, index, self.rate_hz)
         self.n_samples += n
         self.end_us = self.anchor_us + round(self.n_samples * 1e6 / self.rate_hz)
-        self.time_us = np.concatenate([self.time_us, times])
-        self.dyn_g = np.concatenate([self.dyn_g, dyn])
-        self.activity_g = np.concatenate([self.activity_g, activity])
-        self.up = np.concatenate([self.up, up])
+        kept = self.time_us.shape[0]
+        used = self._used
+        buffers = self._buffers
+        if buffers is None or used + n > buffers[0].shape[0]:
+            # no room left: new buffers twice the size the history will have (it is kept
+            # short by forget_before, so the copies cost O(1) per sample over time)
+            capacity = max(2 * (kept + n), _MIN_CAPACITY)
+            buffers = (
+                np.empty(capacity, dtype=np.int64),
+                np.empty(capacity),
+                np.empty(capacity),
+                np.empty((capacity, 3)),
+            )
+            for buffer, kept_part in zip(
+                buffers, (self.time_us, self.dyn_g, self.activity_g, self.up), strict=True
+            ):
+                buffer[:kept] = kept_part
+            self._buffers = buffers
+            used = kept
+        end = used + n
+        start = end - kept - n
+        time_buf, dyn_buf, activity_buf, up_buf = buffers
+        time_buf[used:end] = times
+        dyn_buf[used:end] = dyn
+        activity_buf[used:end] = activity
+        up_buf[used:end] = up
+        self.time_us = time_buf[start:end]
+        self.dyn_g = dyn_buf[start:end]
+        self.activity_g = activity_buf[start:end]
+        self.up = up_buf[start:end]
+        self._used = end
 
     @property
     def settled_us(self) -> int:

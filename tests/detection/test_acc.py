@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,35 @@ def test_history_can_be_forgotten_and_binned() -> None:
     assert activity[2] is None
     state.forget_before(6_000_000)
     assert state.time_us[0] == 6_000_000
+
+
+def test_history_grows_in_place_and_keeps_what_was_read() -> None:
+    """Chunks written into the room after the history: the same history as joining the
+    arrays anew each time, earlier views of it unchanged, and a snapshot without the room."""
+    rng = np.random.default_rng(5)
+    rate = 50.0
+    acc = synth.accelerometer(rng, 120.0, rate)
+    joined = AccState.create(rate)  # the reference: every chunk pushed into a fresh state
+    state = AccState.create(rate)
+    state.start_segment(acc[0], 0)
+    kept_views = []
+    for k, start in enumerate(range(0, acc.shape[0], 50)):
+        state.push(acc[start : start + 50])
+        kept_views.append((state.time_us, state.time_us.copy(), state.up, state.up.copy()))
+        if k % 7 == 6:  # the detector forgets what it decided, now and then
+            state.forget_before(int(state.time_us[-1]) - 20_000_000)
+    joined.start_segment(acc[0], 0)
+    joined.push(acc)
+    keep = joined.time_us.searchsorted(state.time_us[0])
+    assert np.array_equal(state.time_us, joined.time_us[keep:])
+    assert np.array_equal(state.dyn_g, joined.dyn_g[keep:])
+    assert np.array_equal(state.activity_g, joined.activity_g[keep:])
+    assert np.array_equal(state.up, joined.up[keep:])
+    for times, times_then, up, up_then in kept_views:
+        assert np.array_equal(times, times_then) and np.array_equal(up, up_then)
+    restored = pickle.loads(pickle.dumps(state))
+    assert restored._buffers is None
+    assert np.array_equal(restored.time_us, state.time_us)
+    assert len(pickle.dumps(state)) < 1.2 * len(pickle.dumps(restored.time_us)) * 6
+    restored.push(acc[:50])  # and it grows again from the restored history
+    assert restored.time_us.shape[0] == state.time_us.shape[0] + 50
