@@ -178,8 +178,14 @@ class Frame:
         return encode_binary(self)
 
     def physical(self) -> npt.NDArray[np.float64]:
-        """Samples in physical units (µV or g), float64, shape (n_samples, channels)."""
-        return self.samples.astype(np.float64) * float(self.scale)
+        """Samples in physical units (µV or g), float64, shape (n_samples, channels).
+
+        One pass: each sample is converted to float64 and multiplied by the scale, the
+        values of ``samples.astype(np.float64) * scale`` without its intermediate array."""
+        physical: npt.NDArray[np.float64] = np.multiply(
+            self.samples, float(self.scale), dtype=np.float64
+        )
+        return physical
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Frame):

@@ -72,6 +72,15 @@ def test_binary_round_trip_is_exact(frame: Frame) -> None:
     assert received.wire == encode_binary(received) == frame.wire
 
 
+@settings(max_examples=300, deadline=None)
+@given(frames())
+def test_physical_values_are_each_sample_times_the_scale_in_float64(frame: Frame) -> None:
+    physical = frame.physical()
+    reference = frame.samples.astype(np.float64) * np.float64(frame.scale)
+    assert physical.dtype == np.float64 and physical.shape == frame.samples.shape
+    assert physical.tobytes() == reference.tobytes()  # to the bit
+
+
 @settings(max_examples=200, deadline=None)
 @given(frames())
 def test_a_json_frame_is_stored_as_its_binary_encoding(frame: Frame) -> None:
