@@ -68,6 +68,11 @@ def wall_clock_us() -> int:
 class LiveAlertSink:
     """Event sink for the ingest worker: ``handle(device_id, events, arrival_us)``.
 
+    The sink reads the paused and closing lifecycles from the database once, then keeps that
+    record up to date with its own transactions: the lifecycles it resolves are the ones it
+    knew when it started and the ones it paused since. With several workers on one alert
+    database each resolves its own devices' lifecycles (a worker's devices are its own).
+
     Parameters
     ----------
     engine : sqlalchemy.Engine
@@ -124,9 +129,11 @@ class LiveAlertSink:
         )
         self._on_webhook_work = on_webhook_work
         self._lock = threading.RLock()
-        # paused and closing lifecycles as of the last transaction (None: unknown, ask the
-        # database); a call with nothing due by them skips the query that resolves them
-        self._waiting: list[_Waiting] | None = None
+        # paused and closing lifecycles by alert id as of the last transaction (None: unknown,
+        # read from the database by the next one); kept up to date with every lifecycle a
+        # transaction changes, so a device step with nothing due by them skips the query
+        # that resolves them, and a call with nothing due at all skips the transaction
+        self._waiting: dict[str, _Waiting] | None = None
         self._ticker: threading.Thread | None = None
         self._ticker_stop = threading.Event()
         create_alert_tables(engine)
@@ -178,28 +185,39 @@ class LiveAlertSink:
         with self._lock:
             outbound: list[OutboundEvent] = []
             webhooks = False
-            if self._waiting != [] or any(step.episode_events for step in steps):
+            waiting = self._waiting
+            if (
+                waiting is None
+                or any(step.episode_events for step in steps)
+                or any(
+                    self._any_due(waiting, step.device_id, step.device_now_us, arrival_us)
+                    for step in steps
+                )
+            ):
+                self._waiting = None  # unknown until the transaction commits
                 try:
                     with Session(self._engine) as session, session.begin():
                         context = _Context(session, now_us, arrival_us, outbound, {})
                         context.loaded = _load_known(session, steps)
+                        context.waiting = (
+                            dict(waiting) if waiting is not None else self._load_waiting(session)
+                        )
                         for step in steps:
                             self._take(context, step)
                         webhooks = context.webhooks_added
                 except SQLAlchemyError as exc:
-                    self._waiting = None
                     raise AlertStateUnavailable(f"alert state not written: {exc}") from exc
+                self._waiting = context.waiting
             return self._after_commit(outbound, webhooks, now_us)
 
     def _take(self, ctx: _Context, step: _Step) -> None:
         """One device's part of a transaction, as if it were a transaction of its own."""
-        ctx.states_changed = False
         for event in step.episode_events:
             self._apply(ctx, event)
-        if ctx.states_changed or self._any_due(step.device_id, step.device_now_us, ctx.arrival_us):
+        _note_changes(ctx, self._hold_us)
+        if self._any_due(ctx.waiting, step.device_id, step.device_now_us, ctx.arrival_us):
             self._resolve_due(ctx, step.device_id, step.device_now_us)
-        if ctx.states_changed or self._waiting is None:
-            self._waiting = self._load_waiting(ctx.session)
+            _note_changes(ctx, self._hold_us)
 
     def start_ticker(self, interval_s: float = 1.0) -> None:
         """Call :meth:`tick` every ``interval_s`` in a daemon thread until :meth:`stop`."""
@@ -271,6 +289,7 @@ class LiveAlertSink:
             lifecycle = session.get(AlertLifecycle, link.alert_id)
             if lifecycle is None or lifecycle.state == "resolved":
                 return
+            ctx.changed[lifecycle.alert_id] = lifecycle
         else:
             lifecycle = self._lifecycle_for(ctx, episode)
             link = AlertEpisodeLink(
@@ -278,6 +297,7 @@ class LiveAlertSink:
             )
             session.add(link)
             session.flush()
+            ctx.changed[lifecycle.alert_id] = lifecycle
         lifecycle.peak_intensity = max(lifecycle.peak_intensity, episode.peak_intensity)
         if episode.peak_mvc_pct is not None:
             lifecycle.peak_mvc_pct = max(lifecycle.peak_mvc_pct or 0.0, episode.peak_mvc_pct)
@@ -297,7 +317,6 @@ class LiveAlertSink:
                 else:
                     lifecycle.state = "paused"
                     lifecycle.paused_at_us = ctx.arrival_us
-                    ctx.states_changed = True
         elif lifecycle.active_episode_id == episode.episode_id:
             lifecycle.active_seen_us = max(lifecycle.active_seen_us or event.at_us, event.at_us)
             lifecycle.open_episode_s = episode.duration_s
@@ -328,19 +347,18 @@ class LiveAlertSink:
             .order_by(AlertLifecycle.onset_device_us.desc())
         ).first()
         if current is not None:
+            ctx.changed[current.alert_id] = current
             last_offset_us = _offset_estimate_us(current)
             if episode.onset_us - last_offset_us < self._gap_us or (
                 current.state == "open" and episode.onset_us <= last_offset_us
             ):
                 current.state = "open"
                 current.paused_at_us = None
-                ctx.states_changed = True
                 current.episode_count += 1
                 return current
             if current.state == "open":
                 current.state = "closing"
                 current.paused_at_us = ctx.arrival_us
-                ctx.states_changed = True
             else:
                 self._resolve(ctx, current)
         alert_id = stable_id("alert", episode.episode_id)
@@ -368,7 +386,6 @@ class LiveAlertSink:
             resolved_us=None,
         )
         session.add(lifecycle)
-        ctx.states_changed = True
         started = CrampAlert(
             type=AlertType.CRAMP_STARTED,
             event_id=stable_id(alert_id, str(AlertType.CRAMP_STARTED)),
@@ -396,9 +413,10 @@ class LiveAlertSink:
         time) before it resolves, µs: the merge gap plus its confirmation delay."""
         return self._gap_us + (confirmed_us - onset_us) if self._gap_us > 0 else 0
 
-    def _load_waiting(self, session: Session) -> list[_Waiting]:
+    def _load_waiting(self, session: Session) -> dict[str, _Waiting]:
         rows = session.execute(
             select(
+                AlertLifecycle.alert_id,
                 AlertLifecycle.device_id,
                 AlertLifecycle.state,
                 AlertLifecycle.paused_at_us,
@@ -407,18 +425,24 @@ class LiveAlertSink:
                 AlertLifecycle.confirmed_device_us,
             ).where(AlertLifecycle.state.in_(("paused", "closing")))
         ).all()
-        return [
-            _Waiting(device, state, paused_at, offset, self._hold_us(onset, confirmed))
-            for device, state, paused_at, offset, onset, confirmed in rows
-        ]
+        return {
+            alert_id: _Waiting(device, state, paused_at, offset, self._hold_us(onset, confirmed))
+            for alert_id, device, state, paused_at, offset, onset, confirmed in rows
+        }
 
-    def _any_due(self, device_id: str | None, device_now_us: int | None, arrival_us: int) -> bool:
+    def _any_due(
+        self,
+        waiting: dict[str, _Waiting] | None,
+        device_id: str | None,
+        device_now_us: int | None,
+        arrival_us: int,
+    ) -> bool:
         """Whether :meth:`_resolve_due` could find a lifecycle to resolve, judged from the
-        waiting lifecycles of the last transaction (True when they are unknown). The same
-        conditions as its query, so a False here means the query would find nothing."""
-        if self._waiting is None:
+        ``waiting`` lifecycles (True when they are unknown). The same conditions as its
+        query, so a False here means the query would find nothing."""
+        if waiting is None:
             return True
-        for w in self._waiting:
+        for w in waiting.values():
             if w.state == "closing":
                 if w.paused_at_us is not None and w.paused_at_us + self._end_wait_us <= arrival_us:
                     return True
@@ -465,7 +489,7 @@ class LiveAlertSink:
             lifecycle.open_episode_s = 0.0
         lifecycle.state = "resolved"
         lifecycle.resolved_us = ctx.now_us
-        ctx.states_changed = True
+        ctx.changed[lifecycle.alert_id] = lifecycle
         offset_us = lifecycle.offset_device_us or lifecycle.onset_device_us
         episode_ids = tuple(
             ctx.session.scalars(
@@ -547,8 +571,11 @@ class _Context:
     outbound: list[OutboundEvent]
     subscriptions: dict[str, list[WebhookSubscription]]
     webhooks_added: bool = False
-    states_changed: bool = False  # a lifecycle was created or changed state
     loaded: list[object] = field(default_factory=list)  # rows held for the session's lookups
+    # the paused and closing lifecycles as the transaction leaves them (see ``_note_changes``)
+    waiting: dict[str, _Waiting] = field(default_factory=dict)
+    # lifecycles created or changed since the last ``_note_changes``, by alert id
+    changed: dict[str, AlertLifecycle] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -569,6 +596,24 @@ class _Step:
     device_id: str | None
     episode_events: list[EpisodeEvent]
     device_now_us: int | None
+
+
+def _note_changes(ctx: _Context, hold_us: Callable[[int, int], int]) -> None:
+    """Bring ``ctx.waiting`` up to date with the lifecycles changed since the last call
+    (``hold_us``: :meth:`LiveAlertSink._hold_us`). Every change of a lifecycle goes through
+    the sink's rules, which note the lifecycle in ``ctx.changed``."""
+    for alert_id, lifecycle in ctx.changed.items():
+        if lifecycle.state in ("paused", "closing"):
+            ctx.waiting[alert_id] = _Waiting(
+                lifecycle.device_id,
+                lifecycle.state,
+                lifecycle.paused_at_us,
+                lifecycle.offset_device_us,
+                hold_us(lifecycle.onset_device_us, lifecycle.confirmed_device_us),
+            )
+        else:
+            ctx.waiting.pop(alert_id, None)
+    ctx.changed.clear()
 
 
 def _device_step(device_id: str, events: Sequence[DetectorEvent]) -> _Step:

@@ -7,17 +7,24 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import event as sa_event
 
 from alerts.live import LiveAlertSink
 from detection.events import QualityEvent, QualityFlag
-from tests.alerts.builders import S, SettableClock, cramp_events, random_cramps
+from tests.alerts.builders import S, SettableClock, cramp_events, episode_events, random_cramps
 from tests.alerts.conftest import sqlite_engine
 
 
 class AlwaysQueries(LiveAlertSink):
     """The sink as it was before the check: every transaction runs the resolving query."""
 
-    def _any_due(self, device_id: str | None, device_now_us: int | None, arrival_us: int) -> bool:
+    def _any_due(
+        self,
+        waiting: object,
+        device_id: str | None,
+        device_now_us: int | None,
+        arrival_us: int,
+    ) -> bool:
         return True
 
 
@@ -42,14 +49,19 @@ def test_skipping_the_resolving_query_when_nothing_is_due_changes_no_alert(
     steps: list[tuple[int, float | None, bool]],
     gap_s: float,
 ) -> None:
+    """The sink's own record of waiting lifecycles against the query every time, and
+    against a sink restarted half-way (which reads that record from the database)."""
     events = cramp_events(episodes)
     with tempfile.TemporaryDirectory() as tmp:
         outcomes = []
-        for cls in (LiveAlertSink, AlwaysQueries):
-            engine = sqlite_engine(Path(tmp) / f"{cls.__name__}.db")
+        for cls, restart_at in ((LiveAlertSink, None), (AlwaysQueries, None), (LiveAlertSink, 0)):
+            name = f"{cls.__name__}-{restart_at}"
+            engine = sqlite_engine(Path(tmp) / f"{name}.db")
             clock = SettableClock()
             sink = cls(engine, None, merge_gap_s=gap_s, end_wait_s=120.0, clock_us=clock)
             for k, event in enumerate(events):
+                if restart_at is not None and k == len(events) // 2:
+                    sink = cls(engine, None, merge_gap_s=gap_s, end_wait_s=120.0, clock_us=clock)
                 ahead_us, quality_after_s, tick = steps[k % len(steps)]
                 arrival_us = event.at_us + ahead_us
                 clock.now_us = arrival_us
@@ -70,4 +82,46 @@ def test_skipping_the_resolving_query_when_nothing_is_due_changes_no_alert(
                 )
             )
             engine.dispose()
-    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+
+
+def test_waiting_lifecycles_are_known_without_asking_the_database() -> None:
+    """A cramp that ends pauses its lifecycle: nothing is due yet, so neither the resolving
+    query nor a read of the waiting lifecycles runs, and later calls with only quality
+    events run no statement at all until the pause has lasted the merge gap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = sqlite_engine(Path(tmp) / "a.db")
+        clock = SettableClock()
+        sink = LiveAlertSink(engine, None, merge_gap_s=10.0, clock_us=clock)
+        events = episode_events("dev-a", 100.0, 30.0)
+        clock.now_us = events[0].at_us
+        sink.handle("dev-a", events[:-1], clock.now_us)  # started and updates: open
+        statements: list[str] = []
+
+        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            statements.append(" ".join(statement.split()))
+
+        sa_event.listen(engine, "before_cursor_execute", note)
+        clock.now_us = events[-1].at_us
+        sink.handle("dev-a", events[-1:], clock.now_us)  # ended: paused
+        assert statements  # the pause was written
+        assert not any(_selects_by_state(s) for s in statements), statements
+        statements.clear()
+        later = events[-1].at_us + 5 * S  # device time within the gap
+        quality = QualityEvent("dev-a", QualityFlag.GAP, later, None, later)
+        clock.now_us += 2 * S
+        sink.handle("dev-a", [quality], clock.now_us)
+        sink.tick(clock.now_us)
+        assert statements == []
+        clock.now_us += 20 * S  # past the gap (and the confirmation delay) by the wall clock
+        sink.tick(clock.now_us)
+        sa_event.remove(engine, "before_cursor_execute", note)
+        assert [r.state for r in sink.lifecycles()] == ["resolved"]
+        assert any(_selects_by_state(s) for s in statements)  # the resolving query ran
+        engine.dispose()
+
+
+def _selects_by_state(statement: str) -> bool:
+    """A query that looks for lifecycles by their state (resolving, or reading the waiting)."""
+    where = statement.partition(" WHERE ")[2]
+    return statement.startswith("SELECT") and "alert_lifecycles.state" in where
