@@ -266,7 +266,7 @@ def make_frame(
         rate_hz=float(rate_hz),
         start_us=int(start_us),
         seq=int(seq),
-        scale=float(np.float32(scale)),
+        scale=_wire_scale(scale),
         sample_type=sample_type,
         samples=np.ascontiguousarray(raw.astype(dtype)),
     )
@@ -304,6 +304,9 @@ def validate_frame(frame: Frame) -> None:
         raise FrameError("nan", "samples contain NaN or infinity")
     if HEADER_BYTES + frame.samples.nbytes + CRC.size > MAX_FRAME_BYTES:
         raise FrameError("too_large", f"frame would exceed {MAX_FRAME_BYTES} bytes")
+
+
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 
 
 def _all_finite(samples: npt.NDArray[Any]) -> bool:
@@ -471,6 +474,14 @@ def decode_json(data: bytes) -> Frame:
     return _validated_counts(kind, float(rate), start_us, seq, float(scale), sample_type, array)
 
 
+def _wire_scale(scale: float) -> float:
+    """``scale`` as the frame's float32 field holds it; one beyond float32's range is refused
+    (casting it would give infinity, with NumPy's overflow warning)."""
+    if math.isfinite(scale) and abs(scale) > _FLOAT32_MAX:
+        raise FrameError("bad_scale", f"scale {scale:g} does not fit the frame's float32 field")
+    return float(np.float32(scale))
+
+
 def _validated_counts(
     kind: StreamKind,
     rate: float,
@@ -495,7 +506,7 @@ def _validated(
     sample_type: SampleType,
     array: npt.NDArray[Any],
 ) -> Frame:
-    frame = Frame(kind, rate, start_us, seq, float(np.float32(scale)), sample_type, array)
+    frame = Frame(kind, rate, start_us, seq, _wire_scale(scale), sample_type, array)
     validate_frame(frame)
     return frame
 

@@ -185,6 +185,23 @@ def good_frame() -> Frame:
     )
 
 
+@pytest.mark.filterwarnings("error")  # refused by the check, not by a cast that warns
+@pytest.mark.parametrize("scale", [1e39, -1e300, 1e300])
+@pytest.mark.parametrize("sample_type", ["float32", "int16"])
+def test_a_scale_beyond_the_float32_field_is_refused(scale: float, sample_type: str) -> None:
+    doc = {
+        "v": 1,
+        "kind": "emg",
+        "rate_hz": 1000,
+        "start_us": T0,
+        "seq": 1,
+        "scale": scale,
+        "sample_type": sample_type,
+        "samples": [1, 2],
+    }
+    assert reason(json.dumps(doc).encode()) == "bad_scale"
+
+
 def test_each_rejection_has_its_own_reason() -> None:
     wire = encode_binary(good_frame())
 
