@@ -12,7 +12,13 @@ hundreds of wearers, as live traffic does, where the 10-wearer workload gives th
 long runs of few wearers to join.
 
     python -m bench.bench_e2e [--quick] [--devices 10] [--minutes 20] [--backends sqlite influx]
-        [--many-devices 400] [--many-minutes 1.5] [--runs 3]
+        [--many-devices 400] [--many-minutes 1.5] [--runs 3] [--shared-cores]
+
+The worker has a CPU of its own: its threads (and the alert sink's client) on one CPU, the
+publisher process, mosquitto and influxd on the others, so that the figures describe one
+worker with one core rather than how the load generator and the worker share the machine.
+The first store's 10-wearer workload is run again with everything free to run on every CPU
+(``shared cores``; ``--shared-cores`` runs every workload so), as before 2026-12-05.
 
 Each workload is run ``--runs`` times, each run on fresh servers and directories: throughput
 figures are the medians of the runs (their range is kept in the JSON), alert latency
@@ -21,8 +27,11 @@ percentiles are over the alerts of all runs pooled.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +45,7 @@ from bench.pipeline import (
     rss_peak_mb,
     wait_drained,
     wait_episodes_closed,
+    worker_core,
 )
 
 NAME = "e2e"
@@ -64,6 +74,18 @@ def device_nights(
         sim = fleet_night(seed, d, 0, scenario=name, duration_s=duration_s)
         nights.append(DeviceNight(sim.recording, sim.labels))
     return nights
+
+
+def thread_cpus() -> dict[str, list[int]]:
+    """The CPUs each named thread of this process may run on (empty where unknown)."""
+    placement: dict[str, list[int]] = {}
+    for thread in threading.enumerate():
+        cpus: list[int] = []
+        if thread.native_id is not None and hasattr(os, "sched_getaffinity"):
+            with contextlib.suppress(OSError):  # ended meanwhile
+                cpus = sorted(os.sched_getaffinity(thread.native_id))
+        placement[thread.name] = cpus
+    return placement
 
 
 def stored_vs_labelled(store: Any, nights: list[Any]) -> dict[str, Any]:
@@ -98,8 +120,11 @@ def run_case(
     seed: int,
     duration_s: float,
     scenario: str = "frequent-cramps",
+    shared_cores: bool = False,
 ) -> dict[str, Any]:
-    """Publish every night at max speed, from a process of its own, through one worker."""
+    """Publish every night at max speed, from a process of its own, through one worker: on
+    a CPU of its own, the publisher and the servers on the others (``shared_cores``: all of
+    them on all CPUs)."""
     from simulator.publisher import PublishOptions
 
     frames = samples = 0
@@ -110,10 +135,17 @@ def run_case(
         samples += rec.emg_uv.size + rec.acc_g.size
     rss_before = rss_peak_mb()
     options = PublishOptions(speed=None, frame_faults=False)
+    cores = None if shared_cores else worker_core()
     with (
-        pipeline(workdir, backend) as p,  # type: ignore[arg-type]
+        pipeline(workdir, backend, cores=cores) as p,  # type: ignore[arg-type]
         child_publisher(
-            len(nights), duration_s, seed, p.broker_url, options, scenario
+            len(nights),
+            duration_s,
+            seed,
+            p.broker_url,
+            options,
+            scenario,
+            cpus=None if cores is None else cores[1],
         ) as publisher,
     ):
         cpu0 = time.process_time()
@@ -123,6 +155,7 @@ def run_case(
         drained_s = wait_drained(p.worker, report.frames_acked, timeout_s=timeout_s)
         elapsed_s = time.perf_counter() - t0
         cpu_s = time.process_time() - cpu0
+        placement = thread_cpus()
         # Detectors finish (open episodes close) finish_after_s after a device's last frame.
         wait_episodes_closed(p.worker, 60)
         p.timer.wait_quiet(quiet_s=1.0, timeout_s=15.0)  # the last alerts are in flight
@@ -135,6 +168,9 @@ def run_case(
         "backend": backend,
         "scenario": scenario,
         "devices": len(nights),
+        # the worker's CPUs and the others' (publisher, servers); None: all shared all CPUs
+        "cores": None if cores is None else [sorted(cores[0]), sorted(cores[1])],
+        "thread_cpus": placement,  # where the process's threads were allowed to run
         "frames_published": report.frames_acked,
         "frames_planned": frames,
         "frames_released": frames_done,
@@ -207,7 +243,7 @@ def _with_range(case: dict[str, Any], key: str) -> str:
 def render(cases: list[dict[str, Any]]) -> str:
     rows = [
         (
-            c["backend"],
+            c["backend"] + (" (shared cores)" if c["cores"] is None else ""),
             f"{c['devices']} x {c['minutes_per_device']:g} min {c['scenario']}, {c['runs']} runs",
             _with_range(c, "frames_per_s"),
             f"{c['samples_per_s']:,.0f}",
@@ -257,18 +293,30 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--many-minutes", type=float, default=None, help="Its night length.")
     p.add_argument("--timeout", type=float, default=600.0, help="Longest wait for the worker, s.")
+    p.add_argument(
+        "--shared-cores",
+        action="store_true",
+        help="Every workload with the worker, publisher and servers on all CPUs (by default "
+        "the worker has a CPU of its own, and the first store's 10-wearer workload is also run "
+        "shared, for comparison).",
+    )
     p.set_defaults(runs=3)
     args = p.parse_args(argv)
     runs = 1 if args.quick else max(1, args.runs)
     devices = args.devices or (2 if args.quick else 10)
     minutes = args.minutes or (3.0 if args.quick else 20.0)
-    workloads = [(backend, devices, minutes, "frequent-cramps") for backend in args.backends]
+    shared = args.shared_cores or worker_core() is None
+    workloads = [
+        (backend, devices, minutes, "frequent-cramps", shared) for backend in args.backends
+    ]
+    if args.backends and not shared:  # the same workload as everything but the worker shares
+        workloads.insert(1, (args.backends[0], devices, minutes, "frequent-cramps", True))
     many = args.many_devices if args.many_devices is not None else (12 if args.quick else 400)
     many_minutes = args.many_minutes or (1.0 if args.quick else 1.5)
     if many:
-        workloads.append(("sqlite", many, many_minutes, LIVE_MIX))
+        workloads.append(("sqlite", many, many_minutes, LIVE_MIX, shared))
     cases = []
-    for backend, count, length, scenario in workloads:
+    for backend, count, length, scenario, shared_cores in workloads:
         nights = device_nights(count, length * 60, args.seed, scenario)
         results = []
         for _ in range(runs):
@@ -282,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                         seed=args.seed,
                         duration_s=length * 60,
                         scenario=scenario,
+                        shared_cores=shared_cores,
                     )
                 )
         cases.append(combine(results) | {"per_run": results, "minutes_per_device": length})

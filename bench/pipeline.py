@@ -7,6 +7,7 @@ Servers come from ``tests/servers.py`` (free ports, temporary directories).
 from __future__ import annotations
 
 import contextlib
+import os
 import resource
 import threading
 import time
@@ -18,6 +19,26 @@ from typing import Any, Literal
 from detection.events import DetectorEvent, EpisodeEvent, EventKind
 
 Backend = Literal["sqlite", "influx"]
+Cores = tuple[set[int], set[int]]  # the worker's CPUs, and those of everything else
+
+
+def worker_core() -> Cores | None:
+    """One CPU for the worker's threads and the others for the publisher and the servers,
+    from the CPUs this process may use; None with fewer than two (or where a thread cannot
+    be pinned), and then everything shares what there is."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        return None
+    return {allowed[-1]}, set(allowed[:-1])
+
+
+def pin_process(pid: int, cpus: set[int]) -> None:
+    """Put every thread of process ``pid`` on ``cpus``; threads it starts later inherit that."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(task.name), cpus)
 
 
 def wall_us() -> int:
@@ -125,9 +146,20 @@ class Pipeline:
 
 @contextlib.contextmanager
 def pipeline(
-    workdir: Path, backend: Backend, *, alerts: bool = True, finish_after_s: float = 3.0
+    workdir: Path,
+    backend: Backend,
+    *,
+    alerts: bool = True,
+    finish_after_s: float = 3.0,
+    cores: Cores | None = None,
 ) -> Iterator[Pipeline]:
-    """Start mosquitto (+ influxd), a worker with the store and the alert sink; stop them after."""
+    """Start mosquitto (+ influxd), a worker with the store and the alert sink; stop them after.
+
+    With ``cores`` the worker gets CPUs of its own: the servers go on the other CPUs, and the
+    calling thread on the worker's while the pipeline runs (the worker's threads, the alert
+    sink's client and a publisher process started meanwhile inherit that;
+    :func:`child_publisher` moves its process to the other CPUs).
+    """
 
     from crampwatch.wiring import tune_collector
     from ingest.detectors import StreamDetectorFactory
@@ -140,11 +172,15 @@ def pipeline(
         mosquitto = Mosquitto.create(workdir / "mosquitto")
         mosquitto.start()
         stack.callback(mosquitto.stop)
+        if cores is not None and mosquitto.proc is not None:
+            pin_process(mosquitto.proc.pid, cores[1])
         influx_url = None
         if backend == "influx":
             influxd = Influxd.create(workdir / "influxd")
             influxd.start(timeout_s=60)
             stack.callback(influxd.stop)
+            if cores is not None and influxd.proc is not None:
+                pin_process(influxd.proc.pid, cores[1])
             influx_url = influxd.url
             store = open_store(
                 "influx",
@@ -157,6 +193,13 @@ def pipeline(
         else:
             store = open_store("sqlite", workdir / "data")
         stack.callback(store.close)
+        # the benchmark's alert subscriber is not the worker's: it starts before the pinning,
+        # free to run on any CPU (it times about one alert per wearer and cramp)
+        subscriber = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-in"))
+        if cores is not None:
+            mask = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, cores[0])  # this thread, and the threads it starts now
+            stack.callback(os.sched_setaffinity, 0, mask)
         inner = None
         if alerts:
             from alerts.live import LiveAlertSink
@@ -168,7 +211,6 @@ def pipeline(
             stack.callback(metadata.engine.dispose)
             inner = LiveAlertSink(metadata.engine, publisher)
         timer = AlertTimer(inner)
-        subscriber = stack.enter_context(mqtt_client(mosquitto.port, "bench-alerts-in"))
         online = threading.Event()
 
         def on_message(_client: Any, _userdata: Any, msg: Any) -> None:
@@ -261,15 +303,17 @@ def child_publisher(
     broker_url: str,
     options: Any,
     scenario: str = "frequent-cramps",
+    cpus: set[int] | None = None,
 ) -> Iterator[ChildPublisher]:
-    """Start the publisher process and wait until its nights are built."""
+    """Start the publisher process and wait until its nights are built (on ``cpus``, when
+    given)."""
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads running
     parent, child = ctx.Pipe()
     process = ctx.Process(
         target=_publish_child,
-        args=(child, devices, duration_s, seed, broker_url, options, scenario),
+        args=(child, devices, duration_s, seed, broker_url, options, scenario, cpus),
         name="bench-publisher",
     )
     process.start()
@@ -291,10 +335,13 @@ def _publish_child(
     broker_url: str,
     options: Any,
     scenario: str,
+    cpus: set[int] | None,
 ) -> None:
     from bench.bench_e2e import device_nights
     from simulator.publisher import publish_nights
 
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)  # before any thread of this process starts
     nights = device_nights(devices, duration_s, seed, scenario)
     conn.send("ready")
     conn.recv()

@@ -59,6 +59,8 @@ def _summary_rows(name: str, doc: dict[str, Any]) -> list[tuple[str, str, str]]:
         rows = []
         for c in doc["cases"]:
             b = f"{c['backend']}, {c['devices']} wearers"
+            if c.get("cores") is None:  # everything on every CPU (see bench_e2e)
+                b += ", shared cores"
             rows += [
                 (
                     "e2e",

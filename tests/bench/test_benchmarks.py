@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import statistics
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from bench import bench_detector, bench_e2e, bench_stream, bench_sync, run_all
+from bench.pipeline import worker_core
 
 
 def result(out: Path, name: str) -> dict:  # type: ignore[type-arg]
@@ -72,7 +74,21 @@ def test_e2e_and_sync_benches_store_what_they_publish(tmp_path: Path) -> None:
     argv = ["--quick", "--devices", "1", "--minutes", "2", "--backends", "sqlite"]
     argv += ["--many-devices", "6", "--many-minutes", "0.5"]
     assert bench_e2e.main([*argv, "--out", str(tmp_path)]) == 0
-    case, many = result(tmp_path, "e2e")["cases"]
+    cases = result(tmp_path, "e2e")["cases"]
+    case, many = cases[0], cases[-1]
+    cores = worker_core()
+    if cores is None:  # one CPU: every workload shares it
+        assert len(cases) == 2 and case["cores"] is None
+    else:  # the worker's threads on its own CPU, and the same workload again sharing them
+        worker_cpus = sorted(cores[0])
+        assert case["cores"] == many["cores"] == [worker_cpus, sorted(cores[1])]
+        for name in ("ingest-processing", "paho-mqtt-client-bench-worker"):
+            assert case["thread_cpus"][name] == worker_cpus
+        shared = cases[1]
+        assert len(cases) == 3 and shared["cores"] is None
+        assert (shared["devices"], shared["scenario"]) == (1, "frequent-cramps")
+        assert shared["thread_cpus"]["ingest-processing"] == sorted(os.sched_getaffinity(0))
+        assert shared["frames_released"] == shared["frames_planned"]
     assert (case["devices"], case["scenario"]) == (1, "frequent-cramps")
     assert (many["devices"], many["minutes_per_device"]) == (6, 0.5)
     assert many["scenario"] == bench_e2e.LIVE_MIX
