@@ -69,9 +69,10 @@ class LiveAlertSink:
     """Event sink for the ingest worker: ``handle(device_id, events, arrival_us)``.
 
     The sink reads the paused and closing lifecycles from the database once, then keeps that
-    record up to date with its own transactions: the lifecycles it resolves are the ones it
-    knew when it started and the ones it paused since. With several workers on one alert
-    database each resolves its own devices' lifecycles (a worker's devices are its own).
+    record up to date with its own transactions, and asks the database to resolve them only
+    when one is due by it: it resolves the lifecycles that waited when it started and those it
+    paused since. With several workers on one alert database, one that another sink resolved
+    first is forgotten when the query no longer finds it.
 
     Parameters
     ----------
@@ -218,6 +219,11 @@ class LiveAlertSink:
         if self._any_due(ctx.waiting, step.device_id, step.device_now_us, ctx.arrival_us):
             self._resolve_due(ctx, step.device_id, step.device_now_us)
             _note_changes(ctx, self._hold_us)
+            # The query found every due lifecycle, so one still noted as due was resolved by
+            # another sink on the same database (another worker): forget it.
+            for alert_id, w in list(ctx.waiting.items()):
+                if self._due(w, step.device_id, step.device_now_us, ctx.arrival_us):
+                    del ctx.waiting[alert_id]
 
     def start_ticker(self, interval_s: float = 1.0) -> None:
         """Call :meth:`tick` every ``interval_s`` in a daemon thread until :meth:`stop`."""
@@ -442,18 +448,20 @@ class LiveAlertSink:
         query, so a False here means the query would find nothing."""
         if waiting is None:
             return True
-        for w in waiting.values():
-            if w.state == "closing":
-                if w.paused_at_us is not None and w.paused_at_us + self._end_wait_us <= arrival_us:
-                    return True
-            elif (w.paused_at_us is not None and w.paused_at_us + w.hold_us <= arrival_us) or (
-                w.device_id == device_id
-                and device_now_us is not None
-                and w.offset_device_us is not None
-                and w.offset_device_us + w.hold_us <= device_now_us
-            ):
-                return True
-        return False
+        return any(self._due(w, device_id, device_now_us, arrival_us) for w in waiting.values())
+
+    def _due(
+        self, w: _Waiting, device_id: str | None, device_now_us: int | None, arrival_us: int
+    ) -> bool:
+        """Whether the resolving query of :meth:`_resolve_due` would find ``w``."""
+        if w.state == "closing":
+            return w.paused_at_us is not None and w.paused_at_us + self._end_wait_us <= arrival_us
+        return (w.paused_at_us is not None and w.paused_at_us + w.hold_us <= arrival_us) or (
+            w.device_id == device_id
+            and device_now_us is not None
+            and w.offset_device_us is not None
+            and w.offset_device_us + w.hold_us <= device_now_us
+        )
 
     def _resolve_due(self, ctx: _Context, device_id: str | None, device_now_us: int | None) -> None:
         # Hold for the gap plus the lifecycle's confirmation delay: an episode resuming just

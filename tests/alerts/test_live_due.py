@@ -125,3 +125,36 @@ def _selects_by_state(statement: str) -> bool:
     """A query that looks for lifecycles by their state (resolving, or reading the waiting)."""
     where = statement.partition(" WHERE ")[2]
     return statement.startswith("SELECT") and "alert_lifecycles.state" in where
+
+
+def test_a_lifecycle_resolved_by_another_sink_is_forgotten() -> None:
+    """Two sinks on one database (two workers): the one that started later knows the other's
+    paused lifecycle and resolves it when due; the other asks once, finds nothing, and stops
+    asking."""
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = sqlite_engine(Path(tmp) / "a.db")
+        clock = SettableClock()
+        first = LiveAlertSink(engine, None, merge_gap_s=10.0, clock_us=clock)
+        events = episode_events("dev-b", 100.0, 30.0)
+        clock.now_us = events[-1].at_us
+        first.handle("dev-b", events, clock.now_us)  # ended: paused, known to the first
+        second = LiveAlertSink(engine, None, merge_gap_s=10.0, clock_us=clock)
+        clock.now_us += 1 * S
+        second.tick(clock.now_us)  # reads the waiting lifecycles: nothing due yet
+        clock.now_us += 20 * S
+        second.tick(clock.now_us)  # past the gap: resolves it
+        assert [r.state for r in second.lifecycles()] == ["resolved"]
+        statements: list[str] = []
+
+        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+            statements.append(" ".join(statement.split()))
+
+        sa_event.listen(engine, "before_cursor_execute", note)
+        first.tick(clock.now_us)
+        assert sum(_selects_by_state(s) for s in statements) == 1  # asked, found nothing
+        statements.clear()
+        first.tick(clock.now_us + S)
+        assert statements == []
+        sa_event.remove(engine, "before_cursor_execute", note)
+        assert len(first.outbox()) == 2  # started by the first, ended by the second, once
+        engine.dispose()
