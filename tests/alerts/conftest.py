@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,21 @@ def sqlite_engine(path: Path) -> Engine:
         cursor.close()
 
     return engine
+
+
+@contextlib.contextmanager
+def statements_run(engine: Engine) -> Iterator[list[str]]:
+    """The SQL statements ``engine`` runs inside the block, whitespace collapsed, in order."""
+    statements: list[str] = []
+
+    def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(" ".join(statement.split()))
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
 
 
 @pytest.fixture

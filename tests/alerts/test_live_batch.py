@@ -8,7 +8,6 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event as sa_event
 
 from alerts.live import LiveAlertSink
 from detection.events import DetectorEvent, QualityEvent, QualityFlag
@@ -20,7 +19,7 @@ from tests.alerts.builders import (
     episode_events,
     random_cramps,
 )
-from tests.alerts.conftest import sqlite_engine
+from tests.alerts.conftest import sqlite_engine, statements_run
 
 Handoffs = list[tuple[str, Sequence[DetectorEvent]]]
 
@@ -124,15 +123,9 @@ def test_a_batch_of_updates_reads_its_links_and_lifecycles_in_two_queries() -> N
         updates: Handoffs = [(d, events[1:3]) for d, events in streams.items()]
         assert all(len(events) == 2 for _, events in updates)
         clock.now_us = max(events[-1].at_us for _, events in updates)
-        selects: list[str] = []
-
-        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-            if statement.lstrip().upper().startswith("SELECT"):
-                selects.append(statement)
-
-        sa_event.listen(engine, "before_cursor_execute", note)
-        sink.handle_many(updates, clock.now_us)
-        sa_event.remove(engine, "before_cursor_execute", note)
+        with statements_run(engine) as statements:
+            sink.handle_many(updates, clock.now_us)
+        selects = [s for s in statements if s.upper().startswith("SELECT")]
         assert len(selects) == 2, selects
         seen = {r.device_id: r.active_s for r in sink.lifecycles()}
         assert sorted(seen) == devices  # the updates were taken: every lifecycle is there

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event as sa_event
 
 from alerts.live import LiveAlertSink
 from detection.events import QualityEvent, QualityFlag
 from tests.alerts.builders import S, SettableClock, cramp_events, episode_events, random_cramps
-from tests.alerts.conftest import sqlite_engine
+from tests.alerts.conftest import sqlite_engine, statements_run
 
 
 class AlwaysQueries(LiveAlertSink):
@@ -96,26 +95,20 @@ def test_waiting_lifecycles_are_known_without_asking_the_database() -> None:
         events = episode_events("dev-a", 100.0, 30.0)
         clock.now_us = events[0].at_us
         sink.handle("dev-a", events[:-1], clock.now_us)  # started and updates: open
-        statements: list[str] = []
-
-        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-            statements.append(" ".join(statement.split()))
-
-        sa_event.listen(engine, "before_cursor_execute", note)
-        clock.now_us = events[-1].at_us
-        sink.handle("dev-a", events[-1:], clock.now_us)  # ended: paused
-        assert statements  # the pause was written
-        assert not any(_selects_by_state(s) for s in statements), statements
-        statements.clear()
-        later = events[-1].at_us + 5 * S  # device time within the gap
-        quality = QualityEvent("dev-a", QualityFlag.GAP, later, None, later)
-        clock.now_us += 2 * S
-        sink.handle("dev-a", [quality], clock.now_us)
-        sink.tick(clock.now_us)
-        assert statements == []
-        clock.now_us += 20 * S  # past the gap (and the confirmation delay) by the wall clock
-        sink.tick(clock.now_us)
-        sa_event.remove(engine, "before_cursor_execute", note)
+        with statements_run(engine) as statements:
+            clock.now_us = events[-1].at_us
+            sink.handle("dev-a", events[-1:], clock.now_us)  # ended: paused
+            assert statements  # the pause was written
+            assert not any(_selects_by_state(s) for s in statements), statements
+            statements.clear()
+            later = events[-1].at_us + 5 * S  # device time within the gap
+            quality = QualityEvent("dev-a", QualityFlag.GAP, later, None, later)
+            clock.now_us += 2 * S
+            sink.handle("dev-a", [quality], clock.now_us)
+            sink.tick(clock.now_us)
+            assert statements == []
+            clock.now_us += 20 * S  # past the gap (and the confirmation delay) by wall clock
+            sink.tick(clock.now_us)
         assert [r.state for r in sink.lifecycles()] == ["resolved"]
         assert any(_selects_by_state(s) for s in statements)  # the resolving query ran
         engine.dispose()
@@ -144,17 +137,11 @@ def test_a_lifecycle_resolved_by_another_sink_is_forgotten() -> None:
         clock.now_us += 20 * S
         second.tick(clock.now_us)  # past the gap: resolves it
         assert [r.state for r in second.lifecycles()] == ["resolved"]
-        statements: list[str] = []
-
-        def note(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-            statements.append(" ".join(statement.split()))
-
-        sa_event.listen(engine, "before_cursor_execute", note)
-        first.tick(clock.now_us)
-        assert sum(_selects_by_state(s) for s in statements) == 1  # asked, found nothing
-        statements.clear()
-        first.tick(clock.now_us + S)
-        assert statements == []
-        sa_event.remove(engine, "before_cursor_execute", note)
+        with statements_run(engine) as statements:
+            first.tick(clock.now_us)
+            assert sum(_selects_by_state(s) for s in statements) == 1  # asked, found nothing
+            statements.clear()
+            first.tick(clock.now_us + S)
+            assert statements == []
         assert len(first.outbox()) == 2  # started by the first, ended by the second, once
         engine.dispose()
