@@ -40,7 +40,9 @@ def register(app: typer.Typer) -> None:
             None, "--data-dir", help="Override CRAMPWATCH_DATA_DIR."
         ),
     ) -> None:
-        """Run one ingest worker: MQTT frames in, episodes, series and health to the store."""
+        """Run one ingest worker: MQTT frames in, episodes, series and health to the store.
+
+        It sends no live alerts; `crampwatch serve --no-api` runs a worker with them."""
         settings = settings_or_exit(config)
         if data_dir is not None:
             settings.general.data_dir = data_dir

@@ -42,6 +42,8 @@ def test_help_describes_the_command() -> None:
     result = CliRunner().invoke(build_app(), ["ingest", "--help"])
     assert result.exit_code == 0
     assert "Run one ingest worker" in result.output
+    # it runs no alert sink, and says where the worker with alerts is
+    assert "no live alerts" in result.output and "serve --no-api" in result.output
 
 
 def test_an_out_of_range_worker_index_is_refused(monkeypatch: object) -> None:
