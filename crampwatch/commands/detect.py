@@ -23,9 +23,11 @@ import typer
 from crampwatch.commands._common import fail
 from detection.anchors import ANCHORS, AnchorUnavailable, EpisodeRule, anchor_episodes
 from detection.evaluation import (
+    EvaluationError,
     Interval,
     LabelledInterval,
     NightScore,
+    Perturbation,
     Summary,
     clip_to,
     score_night,
@@ -168,12 +170,13 @@ def evaluate_night(
     anchors: Sequence[str],
     rule: EpisodeRule,
     anchor_s: float | None = None,
+    perturbation: Perturbation = Perturbation(),
 ) -> NightResult:
     """Run our detector and ``anchors`` over one labelled night and score each.
 
     The anchors run on an ``anchor_s`` excerpt (:func:`excerpt_window`; the whole night when
     None); ours runs on the whole night and is scored both on it and, next to the anchors, on
-    their excerpt.
+    their excerpt. All of them see the EMG after ``perturbation``.
     """
     from detection.offline import detect_recording
     from simulator.labels import FRAME_FAULT_TYPES, load_labels
@@ -192,10 +195,11 @@ def evaluate_night(
         if f.type not in FRAME_FAULT_TYPES
     ]
     name = labels_path.name.removesuffix(".labels.json")
+    emg_uv = perturbation.apply(rec.emg_uv, name)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     result = detect_recording(
-        rec.emg_uv,
+        emg_uv,
         rec.emg_rate_hz,
         rec.acc_g,
         rec.acc_rate_hz,
@@ -213,7 +217,7 @@ def evaluate_night(
     scores = {OURS: score_night(truth, ours, lookalikes, name=name, scenario=labels.scenario)}
     lo_s, hi_s = excerpt_window(truth, rec.duration_s, anchor_s)
     excerpt: dict[str, list[Interval]] = {OURS: clip_to(ours, lo_s, hi_s)}
-    emg = rec.emg_uv[round(lo_s * rec.emg_rate_hz) : round(hi_s * rec.emg_rate_hz)]
+    emg = emg_uv[round(lo_s * rec.emg_rate_hz) : round(hi_s * rec.emg_rate_hz)]
     for anchor in anchors:
         t0 = time.perf_counter()
         found = anchor_episodes(anchor, emg, rec.emg_rate_hz, rule)
@@ -258,7 +262,7 @@ def excerpt_window(
 
 
 def _evaluate_pair(
-    args: tuple[Path, Path, tuple[str, ...], EpisodeRule, float | None],
+    args: tuple[Path, Path, tuple[str, ...], EpisodeRule, float | None, Perturbation],
 ) -> NightResult:
     return evaluate_night(*args)
 
@@ -299,10 +303,16 @@ TABLE_HEADER = (
 )
 
 
-def eval_report(results: Sequence[NightResult], anchor_names: set[str]) -> dict[str, Any]:
-    """Summaries: ours on all nights and per scenario; ours and anchors on the anchor nights."""
+def eval_report(
+    results: Sequence[NightResult],
+    anchor_names: set[str],
+    perturbation: Perturbation = Perturbation(),
+) -> dict[str, Any]:
+    """Summaries: ours on all nights and per scenario; ours and anchors on the anchor nights;
+    the perturbation the nights' EMG went through (``None``: none)."""
     ours_all = [r.scores[OURS] for r in results]
     report: dict[str, Any] = {"overall": {OURS: summarize(ours_all)}, "scenarios": {}}
+    report["perturbation"] = None if perturbation.is_identity else asdict(perturbation)
     for scenario in sorted({r.scenario for r in results}):
         report["scenarios"][scenario] = summarize(
             [r.scores[OURS] for r in results if r.scenario == scenario]
@@ -334,6 +344,12 @@ def eval_report(results: Sequence[NightResult], anchor_names: set[str]) -> dict[
 def print_report(report: dict[str, Any]) -> None:
     """Print :func:`eval_report` as Markdown tables."""
     typer.echo(f"## All nights ({report['hours']:.1f} h of signal)\n")
+    if report.get("perturbation"):
+        p = report["perturbation"]
+        typer.echo(
+            f"EMG perturbed: gain x{p['gain']:g}, white noise {p['noise_uv']:g} µV RMS "
+            f"(seed {p['seed']})\n"
+        )
     typer.echo(TABLE_HEADER)
     typer.echo(summary_row(OURS, report["overall"][OURS]))
     for scenario, summary in report["scenarios"].items():
@@ -373,6 +389,7 @@ def run_eval(
     anchor_s: float | None = None,
     rule: EpisodeRule | None = None,
     jobs: int = 1,
+    perturbation: Perturbation = Perturbation(),
 ) -> tuple[list[NightResult], set[str]]:
     """Evaluate every labelled night under ``directory``.
 
@@ -389,6 +406,8 @@ def run_eval(
         Minimum-duration rule for the anchors; default from the detector's own rules.
     jobs : int
         Worker processes.
+    perturbation : Perturbation
+        Applied to every night's EMG before any detector sees it (default: none).
     """
     from simulator.labels import load_labels
 
@@ -400,7 +419,7 @@ def run_eval(
     meta = [(lp.name.removesuffix(".labels.json"), load_labels(lp).scenario) for lp, _ in pairs]
     chosen = {n for n, _ in meta} if anchor_nights is None else anchor_subset(meta, anchor_nights)
     tasks = [
-        (lp, rp, tuple(anchors) if name in chosen else (), rule, anchor_s)
+        (lp, rp, tuple(anchors) if name in chosen else (), rule, anchor_s, perturbation)
         for (lp, rp), (name, _) in zip(pairs, meta, strict=True)
     ]
     if jobs > 1:
@@ -464,14 +483,28 @@ def register(app: typer.Typer) -> None:
         ),
         jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
         json_out: Path | None = typer.Option(None, "--json", help="Also write the report here."),
+        gain: float = typer.Option(
+            1.0, "--gain", help="Multiply every night's EMG by this first (another amplifier)."
+        ),
+        noise_uv: float = typer.Option(
+            0.0, "--noise-uv", help="Then add white noise of this RMS, µV (noisier electrodes)."
+        ),
+        noise_seed: int = typer.Option(0, "--noise-seed", help="Seed of that noise."),
     ) -> None:
-        """Score the detector (and the anchors) on labelled nights; print the tables."""
+        """Score the detector (and the anchors) on labelled nights; print the tables.
+
+        --gain and --noise-uv score the same nights as another amplifier or noisier electrodes
+        would have recorded them; every detector sees the same perturbed signal."""
         from detection.errors import DetectorError
         from simulator.labels import LabelsError
         from simulator.recording import RecordingError
 
         if not directory.is_dir():
             fail(f"{directory}: not a directory")
+        try:
+            perturbation = Perturbation(gain, noise_uv, noise_seed)
+        except EvaluationError as exc:
+            fail(f"--gain/--noise-uv: {exc}")
         anchors = [a for a in ANCHORS if with_anchors]
         for missing in [a for a in anchors if importlib.util.find_spec(a) is None]:
             typer.echo(f"note: {missing} is not installed; its rows are left out", err=True)
@@ -483,12 +516,13 @@ def register(app: typer.Typer) -> None:
                 anchor_nights=anchor_nights,
                 anchor_s=None if anchor_hours is None else anchor_hours * 3600,
                 jobs=jobs,
+                perturbation=perturbation,
             )
         except (FileNotFoundError, LabelsError, RecordingError, AnchorUnavailable) as exc:
             fail(str(exc))
         except DetectorError as exc:
             fail(f"detector refused a night: {exc}")
-        report = eval_report(results, chosen)
+        report = eval_report(results, chosen, perturbation)
         print_report(report)
         if json_out is not None:
             payload = report_json(report)

@@ -182,6 +182,36 @@ def test_eval_without_anchors_and_errors(tmp_path: Path) -> None:
     assert result.exit_code != 0 and result.stderr.startswith("error: ")
 
 
+def test_eval_scores_the_nights_as_another_amplifier_or_noisier_electrodes_record_them(
+    tmp_path: Path,
+) -> None:
+    _labelled_suite(tmp_path)
+    out = tmp_path / "report.json"
+
+    def ours(*options: str) -> dict:  # type: ignore[type-arg]
+        result = run("eval", tmp_path, "--no-anchors", "--json", out, *options)
+        assert result.exit_code == 0, result.output
+        report = json.loads(out.read_text())
+        return {"stdout": result.stdout, **report, **report["overall"]["crampwatch"]}
+
+    plain = ours()
+    assert plain["perturbation"] is None and "EMG perturbed" not in plain["stdout"]
+    assert (plain["true_positives"], plain["n_detected"]) == (1, 1)
+    # every rule is relative to the noise floor: another gain finds the same episode
+    louder = ours("--gain", "20")
+    assert louder["perturbation"] == {"gain": 20.0, "noise_uv": 0.0, "seed": 0}
+    assert "gain x20" in louder["stdout"]
+    for key in ("true_positives", "n_detected", "onset_error_median_s", "offset_error_median_s"):
+        assert louder[key] == plain[key]
+    # noise of 200 µV RMS buries the 120 µV contraction (3 µV at rest): nothing is found
+    buried = ours("--noise-uv", "200", "--noise-seed", "5")
+    assert buried["perturbation"] == {"gain": 1.0, "noise_uv": 200.0, "seed": 5}
+    assert (buried["true_positives"], buried["n_detected"]) == (0, 0)
+    for bad in (["--gain", "0"], ["--gain", "-3"], ["--noise-uv", "-1"]):
+        result = run("eval", tmp_path, "--no-anchors", *bad)
+        assert result.exit_code == 2 and "error: --gain/--noise-uv:" in result.stderr
+
+
 def test_anchor_excerpt_opens_before_the_first_cramp_and_stays_inside_the_night() -> None:
     from crampwatch.commands.detect import excerpt_window
     from detection.evaluation import Interval

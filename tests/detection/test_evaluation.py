@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,6 +15,7 @@ from detection.evaluation import (
     EvaluationError,
     Interval,
     LabelledInterval,
+    Perturbation,
     clip_to,
     match_events,
     score_night,
@@ -191,3 +193,27 @@ def test_clip_to_keeps_what_starts_inside_the_excerpt_and_cuts_its_end() -> None
     found = [iv(5, 20), iv(40, 70), iv(90, 95), iv(100, 130)]
     assert clip_to(found, 10, 100) == [iv(40, 70), iv(90, 95)]
     assert clip_to(found, 0, 60) == [iv(5, 20), iv(40, 60)]
+
+
+def test_a_perturbation_scales_then_adds_its_own_noise_per_night() -> None:
+    emg = np.random.default_rng(1).normal(0.0, 3.0, (200_000, 1)).astype(np.float32)
+    assert Perturbation().apply(emg, "night") is emg  # none: the very same array
+    scaled = Perturbation(gain=10.0).apply(emg, "night")
+    assert scaled.dtype == np.float64 and np.array_equal(scaled, emg.astype(np.float64) * 10.0)
+    noisy = Perturbation(gain=2.0, noise_uv=5.0, seed=3)
+    added = noisy.apply(emg, "night") - emg.astype(np.float64) * 2.0
+    assert added.shape == emg.shape
+    assert np.sqrt(np.mean(added**2)) == pytest.approx(5.0, rel=0.01)
+    assert abs(float(np.mean(added))) < 0.05  # white and zero-mean: no offset
+    assert np.array_equal(noisy.apply(emg, "night"), noisy.apply(emg, "night"))  # a rerun
+    assert not np.array_equal(noisy.apply(emg, "night"), noisy.apply(emg, "other night"))
+    other_seed = Perturbation(gain=2.0, noise_uv=5.0, seed=4).apply(emg, "night")
+    assert not np.array_equal(noisy.apply(emg, "night"), other_seed)
+
+
+@pytest.mark.parametrize(
+    ("gain", "noise_uv"), [(0.0, 0.0), (-1.0, 0.0), (math.inf, 0.0), (1.0, -2.0), (1.0, math.nan)]
+)
+def test_a_perturbation_refuses_what_no_amplifier_does(gain: float, noise_uv: float) -> None:
+    with pytest.raises(EvaluationError):
+        Perturbation(gain=gain, noise_uv=noise_uv)
