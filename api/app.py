@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
@@ -60,6 +61,7 @@ def create_app(
     rising_slope: float = 0.5,
     device_credentials: Callable[[str], str] | None = None,
     mains_hz: str = "auto",
+    upload_dir: Path | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     """Build the API.
@@ -92,10 +94,15 @@ def create_app(
     mains_hz : str
         Mains notch of the upload detector (``auto``, ``50``, ``60``, ``both``, ``off``), as
         configured for ingest.
+    upload_dir : Path, optional
+        Where accepted uploads wait for their detection job; jobs that a stopped process left
+        queued or running there are run again now. None: a temporary directory (jobs cut short
+        by a stop are not run again).
     clock : callable
         Current timezone-aware UTC time.
     """
-    jobs = JobRunner(store, clock=clock)
+    jobs = JobRunner(store, metadata.engine, upload_dir, clock=clock)
+    jobs.resume()
     rules = red_flags or RedFlagRules()
     if red_flag_store is None:
         red_flag_store = RedFlagStore(

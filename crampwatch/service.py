@@ -279,6 +279,7 @@ class Service:
             red_flag_store=self.red_flags,
             on_webhook_work=self.dispatcher.wake if self.dispatcher is not None else None,
             mains_hz=self.settings.detector.mains_hz,
+            upload_dir=self.settings.data_dir / "uploads",
         )
         config = uvicorn.Config(
             app, host=api.host, port=api.port, log_level="warning", lifespan="on"

@@ -46,7 +46,7 @@ class GeneralSettings(_Concern):
 
     data_dir: Path = Field(
         default=Path("./crampwatch-data"),
-        description="Directory for the embedded store, ingest checkpoints, spool and metadata DB.",
+        description="Directory for the embedded store, ingest checkpoints, spool, metadata DB and accepted uploads.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Console log level."

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Request, Response, Upl
 from api.convert import job_public
 from api.deps import ReadAccess
 from api.errors import invalid, not_found
-from api.jobs import DetectionRequest, JobRunner
+from api.jobs import DetectionRequest, JobRunner, UploadedFile
 from api.metrics import ApiMetrics
 from api.models import JobPublic, Problem
 from ingest.protocol import ACC_RATE_RANGE_HZ, EMG_RATE_RANGE_HZ
@@ -85,7 +85,9 @@ def upload_recording(
     if start is not None and start.tzinfo is None:
         _refuse(request, 422, ("body", "start"), "needs a UTC offset", "value_error")
     max_bytes: int = request.app.state.max_upload_bytes
-    with tempfile.TemporaryDirectory(prefix="crampwatch-upload-") as tmp:
+    runner: JobRunner = request.app.state.jobs
+    # received next to the kept uploads, so that an accepted file is moved, not copied
+    with tempfile.TemporaryDirectory(prefix="receiving-", dir=runner.upload_dir) as tmp:
         head = file.file.read(4096)
         suffix = _sniff_suffix(head)
         if suffix is None:
@@ -111,41 +113,45 @@ def upload_recording(
             # The message names the file; show the client its own name, not a server path.
             message = str(exc).replace(str(path), file.filename or "upload")
             _refuse(request, 422, ("body", "file"), message, "recording_error")
-    low, high = EMG_RATE_RANGE_HZ
-    if not low <= recording.emg_rate_hz <= high:
-        _refuse(
-            request,
-            422,
-            ("body", "file"),
-            f"EMG rate {recording.emg_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
-            "bad_rate",
-        )
-    if recording.acc_rate_hz is not None:
-        low, high = ACC_RATE_RANGE_HZ
-        if not low <= recording.acc_rate_hz <= high:
+        low, high = EMG_RATE_RANGE_HZ
+        if not low <= recording.emg_rate_hz <= high:
             _refuse(
                 request,
                 422,
                 ("body", "file"),
-                f"accelerometer rate {recording.acc_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
+                f"EMG rate {recording.emg_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
                 "bad_rate",
             )
-    begin = start or recording.start
-    if begin is None:
-        _refuse(
-            request, 422, ("body", "start"), "the file has no start time; send `start`", "missing"
+        if recording.acc_rate_hz is not None:
+            low, high = ACC_RATE_RANGE_HZ
+            if not low <= recording.acc_rate_hz <= high:
+                _refuse(
+                    request,
+                    422,
+                    ("body", "file"),
+                    f"accelerometer rate {recording.acc_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
+                    "bad_rate",
+                )
+        begin = start or recording.start
+        if begin is None:
+            _refuse(
+                request,
+                422,
+                ("body", "start"),
+                "the file has no start time; send `start`",
+                "missing",
+            )
+        job = runner.submit(
+            recording,
+            DetectionRequest(
+                device.device_id,
+                device.site,
+                device.mvc_uv,
+                to_us(begin),
+                mains_hz=request.app.state.mains_hz,
+            ),
+            UploadedFile(path, emg_rate_hz, acc_rate_hz),
         )
-    runner: JobRunner = request.app.state.jobs
-    job = runner.submit(
-        recording,
-        DetectionRequest(
-            device.device_id,
-            device.site,
-            device.mvc_uv,
-            to_us(begin),
-            mains_hz=request.app.state.mains_hz,
-        ),
-    )
     request.app.state.metrics.uploads.labels("accepted").inc()
     response.headers["Location"] = str(
         request.url_for("get_job", device_id=device.device_id, job_id=job.job_id)

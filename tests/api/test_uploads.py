@@ -166,3 +166,93 @@ def test_declared_oversize_is_refused_before_reading(world: World, tmp_path: Pat
             files={"file": ("big.csv", handle, "text/csv")},
         )
     assert answer.status_code == 413 and "upload larger than 1000 bytes" in answer.text
+
+
+def _night_file(tmp_path: Path, name: str, seed: int, duration_s: float = 300.0) -> Path:
+    night = simulate_night(
+        np.random.default_rng(seed),
+        "frequent-cramps",
+        duration_s=duration_s,
+        start_us=to_us(NOW - timedelta(hours=30)),
+        device_id="ann-left",
+    )
+    path = tmp_path / name
+    write_edf(path, night.recording)
+    return path
+
+
+def test_a_job_is_answered_by_any_api_process_on_the_same_database(
+    world: World, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    answer = _upload(world, _night_file(tmp_path, "night.edf", 3))
+    assert answer.status_code == 202, answer.text
+    job = _finished(world, answer.json()["job_id"])
+    assert job["state"] == "done" and job["episode_ids"]
+    # another API process (its own runner, its own upload directory) on the same database
+    other = create_app(store=world.store, metadata=world.metadata, upload_dir=tmp_path / "other")
+    with TestClient(other) as client:
+        seen = client.get(
+            f"/v1/devices/ann-left/recordings/{job['job_id']}", headers=world.headers("ann")
+        )
+        assert seen.status_code == 200 and seen.json() == job
+        # and still only for those who may read the device
+        hidden = client.get(
+            f"/v1/devices/ann-left/recordings/{job['job_id']}", headers=world.headers("bob")
+        )
+        assert hidden.status_code == 404
+
+
+def test_a_finished_job_keeps_no_file_and_the_oldest_finished_jobs_go_first(
+    world: World, tmp_path: Path
+) -> None:
+    import shutil
+
+    from api.jobs import DetectionRequest, JobRunner, UploadedFile
+
+    uploads = tmp_path / "uploads"
+    runner = JobRunner(world.store, world.metadata.engine, uploads, max_jobs=2)
+    night = _night_file(tmp_path, "night.edf", 4, duration_s=60.0)
+    recording = read_recording(night)
+    request = DetectionRequest("ann-left", "left_calf", None, recording.start_us)
+    ids = []
+    try:
+        for k in range(3):
+            copy = shutil.copy(night, tmp_path / f"upload-{k}.edf")
+            ids.append(runner.submit(recording, request, UploadedFile(Path(copy))).job_id)
+            assert not Path(copy).exists()  # moved into the upload directory for the job
+            wait_for(
+                lambda: (job := runner.get(ids[-1])) is not None and job.state == "done",
+                timeout_s=60,
+                what="upload job",
+            )
+    finally:
+        runner.shutdown()
+    assert [runner.get(i) is not None for i in ids] == [False, True, True]  # 2 finished kept
+    assert list(uploads.iterdir()) == []  # the files of finished jobs are removed
+
+
+def test_without_an_upload_directory_a_stop_fails_the_jobs_it_cut_short(
+    world: World, tmp_path: Path
+) -> None:
+    from api.jobs import DetectionRequest, JobRunner, UploadedFile
+
+    runner = JobRunner(world.store, world.metadata.engine)  # a temporary upload directory
+    night = _night_file(tmp_path, "night.edf", 6, duration_s=3600.0)
+    recording = read_recording(night)
+    request = DetectionRequest("ann-left", "left_calf", None, recording.start_us)
+    ids = []
+    for k in range(4):  # one runs, the others wait behind it
+        copy = tmp_path / f"upload-{k}.edf"
+        copy.write_bytes(night.read_bytes())
+        ids.append(runner.submit(recording, request, UploadedFile(copy)).job_id)
+    runner.shutdown()
+    jobs = [runner.get(i) for i in ids]
+    assert all(job is not None and job.state in ("done", "failed") for job in jobs)
+    cut = [job for job in jobs if job is not None and job.state == "failed"]
+    assert cut and all("upload the file again" in (job.error or "") for job in cut)
+    assert not runner.upload_dir.exists()
+    assert runner.resume() == []  # nothing of a temporary directory is run again
