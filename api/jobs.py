@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -139,7 +138,6 @@ class JobRunner:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self._clock = clock
         self._max_jobs = max_jobs
-        self._lock = threading.Lock()  # one finished-job pruning at a time
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload")
         JobBase.metadata.create_all(engine, checkfirst=True)
 
@@ -238,7 +236,7 @@ class JobRunner:
             )
         if file_name is not None:
             (self.upload_dir / file_name).unlink(missing_ok=True)
-        with self._lock, Session(self._engine) as session, session.begin():
+        with Session(self._engine) as session, session.begin():
             finished = select(UploadJobRow.job_id).where(UploadJobRow.state.not_in(UNFINISHED))
             keep = finished.order_by(UploadJobRow.created_us.desc()).limit(self._max_jobs)
             session.execute(
