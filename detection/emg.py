@@ -574,7 +574,7 @@ def _finish_one_channel(
     anchors = np.array([stream.anchor_us for stream in streams], dtype=np.int64)
     times = anchors[:, None] + np.rint(index * (b * 1e6 / first.rate_hz)).astype(np.int64)
     per_second = max(1, round(1.0 / cfg.block_s))
-    whole = _whole_seconds(streams, env, valid, all_bits, times, n0, per_second)
+    whole = _whole_seconds(streams, env, valid, all_bits, n0, per_second)
     all_floors = np.empty((len(streams), n_blocks))
     all_known = True
     all_seconds: list[Seconds | None] = []
@@ -607,7 +607,6 @@ def _whole_seconds(
     env: FloatArray,
     valid: BoolArray,
     bits: IntArray,
-    times: IntArray,
     n0: IntArray,
     per_second: int,
 ) -> dict[int, tuple[FloatArray, bool, Seconds]]:
