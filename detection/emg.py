@@ -558,7 +558,11 @@ def _finish_one_channel(
 ) -> list[tuple[BlockBatch, Seconds | None]]:
     """:meth:`EmgStream._finish` of one-channel streams whose blocks are the columns of
     ``bits``, ``smoothed`` and ``crossings`` (n_blocks, streams): the element-wise steps run
-    once for all of them (the same operations, so the same values), the floor per stream."""
+    once for all of them (the same operations, so the same values), the floor per stream.
+
+    ``EmgStream._finish`` repeats these steps for one stream on purpose: built on this
+    function (one row, plus its block anchors), a 1 s chunk's ``ingest`` took 75 µs against
+    68 (2026-12-05, the same values to the bit), from the extra small arrays."""
     first = streams[0]
     cfg = first.config
     b = first.block_len
