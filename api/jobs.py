@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +39,7 @@ JobState = Literal["queued", "running", "done", "failed"]
 UNFINISHED: tuple[JobState, ...] = ("queued", "running")
 SERIES_BATCH = 5000
 ERROR_LENGTH = 500
+STALE_RECEIPT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,7 @@ class JobRunner:
         jobs another one is running: the same writes, so the same results.)"""
         if self._own_dir:
             return []
-        for partial in self.upload_dir.glob("receiving-*"):  # cut short while being received
-            shutil.rmtree(partial, ignore_errors=True)
+        self._discard_stale_receipts()
         with Session(self._engine) as session:
             rows = session.scalars(
                 select(UploadJobRow)
@@ -195,6 +196,19 @@ class JobRunner:
         if waiting:
             log.info("running %d upload job(s) again after a restart", len(waiting))
         return [job_id for job_id, _ in waiting]
+
+    def _discard_stale_receipts(self) -> None:
+        """Delete uploads cut short while being received (a process stopped mid-upload):
+        those untouched for :data:`STALE_RECEIPT_S` (another process sharing the directory
+        may be receiving one right now)."""
+        now = time.time()
+        for partial in self.upload_dir.glob("receiving-*"):
+            try:
+                touched = max(p.stat().st_mtime for p in (partial, *partial.iterdir()))
+            except OSError:  # gone meanwhile
+                continue
+            if now - touched > STALE_RECEIPT_S:
+                shutil.rmtree(partial, ignore_errors=True)
 
     def get(self, job_id: str) -> Job | None:
         """The job's latest snapshot or None."""

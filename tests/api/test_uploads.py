@@ -256,3 +256,26 @@ def test_without_an_upload_directory_a_stop_fails_the_jobs_it_cut_short(
     assert cut and all("upload the file again" in (job.error or "") for job in cut)
     assert not runner.upload_dir.exists()
     assert runner.resume() == []  # nothing of a temporary directory is run again
+
+
+def test_a_restart_deletes_only_stale_half_received_uploads(world: World, tmp_path: Path) -> None:
+    import os
+    import time
+
+    from api.jobs import STALE_RECEIPT_S, JobRunner
+
+    uploads = tmp_path / "uploads"
+    stale, fresh = uploads / "receiving-old", uploads / "receiving-now"
+    for partial in (stale, fresh):
+        partial.mkdir(parents=True)
+        (partial / "recording.edf").write_bytes(b"0       half a file")
+    old = time.time() - STALE_RECEIPT_S - 60
+    for path in (stale / "recording.edf", stale):
+        os.utime(path, (old, old))
+    runner = JobRunner(world.store, world.metadata.engine, uploads)
+    try:
+        assert runner.resume() == []
+    finally:
+        runner.shutdown()
+    assert not stale.exists()  # cut short by a stopped process
+    assert (fresh / "recording.edf").exists()  # maybe being received by another process
