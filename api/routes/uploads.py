@@ -113,25 +113,14 @@ def upload_recording(
             # The message names the file; show the client its own name, not a server path.
             message = str(exc).replace(str(path), file.filename or "upload")
             _refuse(request, 422, ("body", "file"), message, "recording_error")
-        low, high = EMG_RATE_RANGE_HZ
-        if not low <= recording.emg_rate_hz <= high:
-            _refuse(
-                request,
-                422,
-                ("body", "file"),
-                f"EMG rate {recording.emg_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
-                "bad_rate",
-            )
-        if recording.acc_rate_hz is not None:
-            low, high = ACC_RATE_RANGE_HZ
-            if not low <= recording.acc_rate_hz <= high:
-                _refuse(
-                    request,
-                    422,
-                    ("body", "file"),
-                    f"accelerometer rate {recording.acc_rate_hz:g} Hz outside {low:g}-{high:g} Hz",
-                    "bad_rate",
-                )
+        rates = (
+            ("EMG", recording.emg_rate_hz, EMG_RATE_RANGE_HZ),
+            ("accelerometer", recording.acc_rate_hz, ACC_RATE_RANGE_HZ),
+        )
+        for name, rate_hz, (low, high) in rates:
+            if rate_hz is not None and not low <= rate_hz <= high:
+                message = f"{name} rate {rate_hz:g} Hz outside {low:g}-{high:g} Hz"
+                _refuse(request, 422, ("body", "file"), message, "bad_rate")
         begin = start or recording.start
         if begin is None:
             _refuse(

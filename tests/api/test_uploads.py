@@ -119,13 +119,28 @@ def test_truncated_edf_is_refused(world: World, tmp_path: Path) -> None:
     cut = tmp_path / "cut.edf"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     _refused(world, cut, 422, "cut.edf: not a readable EDF/EDF+ file")
-    assert "crampwatch-upload" not in _upload(world, cut).text  # no server paths
+    text = _upload(world, cut).text  # no server paths
+    assert "receiving-" not in text and str(world.client.app.state.jobs.upload_dir) not in text
 
 
 def test_wrong_rate_is_refused(world: World, tmp_path: Path) -> None:
     path = tmp_path / "slow.csv"
     write_csv(path, _short_recording(250.0))
     _refused(world, path, 422, "EMG rate 250 Hz outside 500-4000 Hz")
+
+
+def test_wrong_accelerometer_rate_is_refused(world: World, tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    recording = Recording(
+        emg_uv=rng.normal(0, 3, size=(4000, 1)),
+        emg_rate_hz=1000.0,
+        acc_g=np.tile([0.0, 0.0, -1.0], (20, 1)),
+        acc_rate_hz=5.0,
+        start=NOW - timedelta(days=1),
+    )
+    path = tmp_path / "slow-acc.edf"
+    write_edf(path, recording)
+    _refused(world, path, 422, "accelerometer rate 5 Hz outside 12.5-200 Hz")
 
 
 def test_csv_without_start_needs_one(world: World, tmp_path: Path) -> None:
