@@ -148,7 +148,8 @@ class JobRunner:
         the job as queued and queue it; returns the queued job."""
         job_id = f"job_{uuid.uuid4().hex[:16]}"
         file_name = f"{job_id}{upload.path.suffix}"
-        shutil.move(upload.path, self.upload_dir / file_name)
+        kept = UploadedFile(self.upload_dir / file_name, upload.emg_rate_hz, upload.acc_rate_hz)
+        shutil.move(upload.path, kept.path)
         now_us = to_us(self._clock())
         row = UploadJobRow(
             job_id=job_id,
@@ -168,7 +169,7 @@ class JobRunner:
         with Session(self._engine) as session, session.begin():
             session.add(row)
             job = _job(row)
-        self._executor.submit(self._run, job_id, recording, request)
+        self._executor.submit(self._run, job_id, recording, request, kept)
         return job
 
     def resume(self) -> list[str]:
@@ -185,17 +186,17 @@ class JobRunner:
                 .where(UploadJobRow.state.in_(UNFINISHED))
                 .order_by(UploadJobRow.created_us)
             ).all()
-            waiting = [
-                (row.job_id, _request(row))
+            kept = [
+                (row.job_id, _request(row), _kept(row, self.upload_dir))
                 for row in rows
                 if (self.upload_dir / row.file_name).exists()
             ]
-        for job_id, request in waiting:
+        for job_id, request, upload in kept:
             self._update(job_id, state="queued", progress=0.0)
-            self._executor.submit(self._run, job_id, None, request)
-        if waiting:
-            log.info("running %d upload job(s) again after a restart", len(waiting))
-        return [job_id for job_id, _ in waiting]
+            self._executor.submit(self._run, job_id, None, request, upload)
+        if kept:
+            log.info("running %d upload job(s) again after a restart", len(kept))
+        return [job_id for job_id, _, _ in kept]
 
     def _discard_stale_receipts(self) -> None:
         """Delete uploads cut short while being received (a process stopped mid-upload):
@@ -236,21 +237,13 @@ class JobRunner:
 
     def _update(self, job_id: str, **changes: Any) -> None:
         with Session(self._engine) as session, session.begin():
-            session.execute(
-                update(UploadJobRow).where(UploadJobRow.job_id == job_id).values(**changes)
-            )
+            _set(session, job_id, changes)
 
-    def _finish(self, job_id: str, **changes: Any) -> None:
-        """Record the job's end, delete its file and the oldest finished jobs beyond
-        ``max_jobs``."""
-        self._update(job_id, finished_us=to_us(self._clock()), **changes)
-        with Session(self._engine) as session:
-            file_name = session.scalar(
-                select(UploadJobRow.file_name).where(UploadJobRow.job_id == job_id)
-            )
-        if file_name is not None:
-            (self.upload_dir / file_name).unlink(missing_ok=True)
+    def _finish(self, job_id: str, upload: UploadedFile, **changes: Any) -> None:
+        """Record the job's end and delete the oldest finished jobs beyond ``max_jobs`` (one
+        transaction), then the job's file."""
         with Session(self._engine) as session, session.begin():
+            _set(session, job_id, {"finished_us": to_us(self._clock()), **changes})
             finished = select(UploadJobRow.job_id).where(UploadJobRow.state.not_in(UNFINISHED))
             keep = finished.order_by(UploadJobRow.created_us.desc()).limit(self._max_jobs)
             session.execute(
@@ -259,16 +252,25 @@ class JobRunner:
                     UploadJobRow.job_id.not_in(keep.scalar_subquery()),
                 )
             )
+        upload.path.unlink(missing_ok=True)
 
-    def _run(self, job_id: str, recording: Recording | None, request: DetectionRequest) -> None:
+    def _run(
+        self,
+        job_id: str,
+        recording: Recording | None,
+        request: DetectionRequest,
+        upload: UploadedFile,
+    ) -> None:
         from detection import DetectorError
         from detection.offline import detect_recording
-        from simulator.recording import RecordingError
+        from simulator.recording import RecordingError, read_recording
 
         self._update(job_id, state="running", progress=0.05)
         try:
             if recording is None:  # run again after a restart: read the kept file
-                recording = self._read(job_id)
+                recording = read_recording(
+                    upload.path, emg_rate_hz=upload.emg_rate_hz, acc_rate_hz=upload.acc_rate_hz
+                )
             result = detect_recording(
                 recording.emg_uv,
                 recording.emg_rate_hz,
@@ -292,31 +294,20 @@ class JobRunner:
                 self._store.write_series(request.device_id, result.series[i : i + SERIES_BATCH])
         except (DetectorError, StoreError, RecordingError) as exc:
             error = f"{type(exc).__name__}: {exc}"[:ERROR_LENGTH]
-            self._finish(job_id, state="failed", error=error)
+            self._finish(job_id, upload, state="failed", error=error)
             return
         except Exception:
             # The job's edge: record the failure instead of leaving it "running" forever.
             log.exception("upload job %s failed", job_id)
-            self._finish(job_id, state="failed", error="internal error")
+            self._finish(job_id, upload, state="failed", error="internal error")
             return
         self._finish(
             job_id,
+            upload,
             state="done",
             progress=1.0,
             episode_ids=[e.episode_id for e in result.episodes],
         )
-
-    def _read(self, job_id: str) -> Recording:
-        """The kept upload of ``job_id``, read as the upload route read it."""
-        from simulator.recording import read_recording
-
-        with Session(self._engine) as session:
-            row = session.get(UploadJobRow, job_id)
-            if row is None:
-                raise RuntimeError(f"upload job {job_id} has no record")
-            path = self.upload_dir / row.file_name
-            rates = row.emg_rate_hz, row.acc_rate_hz
-        return read_recording(path, emg_rate_hz=rates[0], acc_rate_hz=rates[1])
 
 
 def _job(row: UploadJobRow) -> Job:
@@ -334,3 +325,11 @@ def _job(row: UploadJobRow) -> Job:
 
 def _request(row: UploadJobRow) -> DetectionRequest:
     return DetectionRequest(row.device_id, row.site, row.mvc_uv, row.start_us, row.mains_hz)
+
+
+def _kept(row: UploadJobRow, upload_dir: Path) -> UploadedFile:
+    return UploadedFile(upload_dir / row.file_name, row.emg_rate_hz, row.acc_rate_hz)
+
+
+def _set(session: Session, job_id: str, changes: dict[str, Any]) -> None:
+    session.execute(update(UploadJobRow).where(UploadJobRow.job_id == job_id).values(**changes))
